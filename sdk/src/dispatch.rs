@@ -1,0 +1,161 @@
+//! The ABI's operations as plain functions from input bytes to reply bytes, generic over a game.
+//!
+//! The wasm exports that [`crate::export_game!`] generates call these, and so does the native
+//! harness in [`crate::testing`]: one code path, so a native run and a wasm run of the same inputs
+//! give the same bytes.
+
+use crate::{Ctx, Game, Rng};
+use abi::{
+    ActionInput, GuestError, LeaveInput, PlayerView, Rejection, Reply, Seat, SetupInput,
+    TimeoutInput, Transition, ViewInput,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
+
+/// What the SDK keeps in the host's match state around the game's own state: the seats (to know
+/// whose views to produce and who may act) and the RNG (so randomness continues where it left off).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored<S> {
+    pub players: Vec<Seat>,
+    pub rng: Rng,
+    pub game: S,
+}
+
+type GameTransition<G> =
+    Transition<Stored<<G as Game>::State>, <G as Game>::View, <G as Game>::Event>;
+
+/// [`abi::EXPORT_SETUP`].
+pub fn setup<G: Game>(input: &[u8]) -> Vec<u8> {
+    encode(setup_typed::<G>(input))
+}
+
+/// [`abi::EXPORT_ACTION`].
+pub fn action<G: Game>(input: &[u8]) -> Vec<u8> {
+    encode(action_typed::<G>(input))
+}
+
+/// [`abi::EXPORT_TIMEOUT`].
+pub fn timeout<G: Game>(input: &[u8]) -> Vec<u8> {
+    encode(
+        decode::<TimeoutInput<Stored<G::State>>>(input).map(|input| {
+            let mut stored = input.state;
+            let mut ctx = Ctx::new(&mut stored.rng);
+            G::timeout(&mut stored.game, &mut ctx);
+            let events = ctx.events;
+            transition::<G>(stored, events)
+        }),
+    )
+}
+
+/// [`abi::EXPORT_LEAVE`].
+pub fn leave<G: Game>(input: &[u8]) -> Vec<u8> {
+    encode(
+        decode::<LeaveInput<Stored<G::State>>>(input).and_then(|input| {
+            let mut stored = input.state;
+            ensure_seated(&stored.players, &input.player)?;
+            let mut ctx = Ctx::new(&mut stored.rng);
+            G::leave(&mut stored.game, &input.player, &mut ctx);
+            let events = ctx.events;
+            Ok(transition::<G>(stored, events))
+        }),
+    )
+}
+
+/// [`abi::EXPORT_VIEW`].
+pub fn view<G: Game>(input: &[u8]) -> Vec<u8> {
+    encode(
+        decode::<ViewInput<Stored<G::State>>>(input).and_then(|input| {
+            ensure_seated(&input.state.players, &input.player)?;
+            Ok(G::view(&input.state.game, &input.player))
+        }),
+    )
+}
+
+fn setup_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
+    let input: SetupInput<Box<RawValue>> = decode(input)?;
+    let config = if input.config.get() == "null" {
+        G::Config::default()
+    } else {
+        serde_json::from_str(input.config.get()).map_err(|e| {
+            GuestError::Rejected(Rejection::new(
+                "invalid_config",
+                format!("the match configuration is not valid: {e}"),
+            ))
+        })?
+    };
+    let mut rng = Rng::from_seed(input.seed);
+    let mut ctx = Ctx::new(&mut rng);
+    let game = G::setup(&input.players, config, &mut ctx).map_err(GuestError::Rejected)?;
+    let events = ctx.events;
+    let stored = Stored {
+        players: input.players,
+        rng,
+        game,
+    };
+    Ok(transition::<G>(stored, events))
+}
+
+fn action_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
+    let input: ActionInput<Stored<G::State>, Box<RawValue>> = decode(input)?;
+    let mut stored = input.state;
+    ensure_seated(&stored.players, &input.player)?;
+    let action: G::Action = serde_json::from_str(input.action.get()).map_err(|e| {
+        GuestError::Rejected(Rejection::new(
+            "invalid_action",
+            format!("this is not an action of this game: {e}"),
+        ))
+    })?;
+    let mut ctx = Ctx::new(&mut stored.rng);
+    G::action(&mut stored.game, &input.player, action, &mut ctx).map_err(GuestError::Rejected)?;
+    let events = ctx.events;
+    Ok(transition::<G>(stored, events))
+}
+
+fn transition<G: Game>(
+    stored: Stored<G::State>,
+    events: Vec<abi::Event<G::Event>>,
+) -> GameTransition<G> {
+    let views = stored
+        .players
+        .iter()
+        .map(|seat| PlayerView {
+            player: seat.id.clone(),
+            view: G::view(&stored.game, &seat.id),
+        })
+        .collect();
+    Transition {
+        turn: G::turn(&stored.game),
+        outcome: G::outcome(&stored.game),
+        events,
+        views,
+        state: stored,
+    }
+}
+
+fn ensure_seated(players: &[Seat], player: &str) -> Result<(), GuestError> {
+    if players.iter().any(|seat| seat.id == player) {
+        Ok(())
+    } else {
+        Err(GuestError::Rejected(Rejection::new(
+            "not_in_match",
+            format!("player {player:?} is not in this match"),
+        )))
+    }
+}
+
+fn decode<T: DeserializeOwned>(input: &[u8]) -> Result<T, GuestError> {
+    serde_json::from_slice(input).map_err(|e| GuestError::BadInput {
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(reply: Reply<T>) -> Vec<u8> {
+    serde_json::to_vec(&reply).unwrap_or_else(|e| {
+        // Only a game type whose Serialize impl fails can get here (e.g. a map with non-string
+        // keys); say so rather than trap.
+        let failed: Reply<()> = Err(GuestError::Internal {
+            message: format!("the rules could not encode their reply: {e}"),
+        });
+        serde_json::to_vec(&failed).expect("a reply of plain strings always encodes")
+    })
+}

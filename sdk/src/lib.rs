@@ -1,0 +1,255 @@
+//! The guest SDK: write a turn-based game's rules as plain Rust, test them natively, and export
+//! them as a wasm rules module the game host can run.
+//!
+//! # Writing a game
+//!
+//! Implement [`Game`] for a type and export it with [`export_game!`]:
+//!
+//! ```
+//! use sdk::{Ctx, Game, Outcome, Rejection, Seat};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// First to say "42" wins.
+//! pub struct FortyTwo;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct State { players: Vec<String>, winner: Option<String>, turn: u64 }
+//!
+//! impl Game for FortyTwo {
+//!     type Config = ();
+//!     type State = State;
+//!     type Action = u32;
+//!     type View = Option<String>;
+//!     type Event = String;
+//!
+//!     fn setup(players: &[Seat], _: (), _: &mut Ctx<String>) -> Result<State, Rejection> {
+//!         Ok(State { players: players.iter().map(|s| s.id.clone()).collect(), winner: None, turn: 1 })
+//!     }
+//!     fn action(s: &mut State, player: &str, n: u32, ctx: &mut Ctx<String>) -> Result<(), Rejection> {
+//!         if s.winner.is_some() { return Err(Rejection::new("game_over", "the game is over")); }
+//!         if n != 42 { return Err(Rejection::new("wrong", "that is not the answer")); }
+//!         s.winner = Some(player.to_string());
+//!         ctx.broadcast(format!("{player} knew it"));
+//!         Ok(())
+//!     }
+//!     fn timeout(s: &mut State, _: &mut Ctx<String>) { s.turn += 1; }
+//!     fn leave(_: &mut State, _: &str, _: &mut Ctx<String>) {}
+//!     fn view(s: &State, _: &str) -> Option<String> { s.winner.clone() }
+//!     fn turn(s: &State) -> u64 { s.turn }
+//!     fn outcome(s: &State) -> Option<Outcome> {
+//!         s.winner.clone().map(|w| Outcome { winners: vec![w] })
+//!     }
+//! }
+//!
+//! sdk::export_game!(FortyTwo);
+//!
+//! // Natively, with no wasm involved:
+//! let mut game = sdk::testing::Match::<FortyTwo>::start(7, &[("ann", 1), ("bob", 1)], ()).unwrap();
+//! assert_eq!(game.act("bob", &41).unwrap_err().code, "wrong");
+//! let step = game.act("ann", &42).unwrap();
+//! assert_eq!(step.outcome.unwrap().winners, ["ann"]);
+//! ```
+//!
+//! Build the module with `cargo xtask build-rules` (see the repository's README).
+//!
+//! # What the SDK guarantees
+//!
+//! * **Determinism.** The only randomness is [`Ctx::rng`], seeded by the host at setup and kept in
+//!   the match state, so the same seed and inputs give byte-identical states, natively and in wasm.
+//!   A module has no clock, no WASI and no access to host state.
+//! * **Refusals are values.** Return a [`Rejection`]; the host keeps the state it had and the
+//!   player sees the code and reason. An action that does not even decode as `Game::Action` is
+//!   refused with code `invalid_action`; one from a player not seated in the match with
+//!   `not_in_match`. The rules never see either.
+//! * **A panic is a bug**, not a refusal: the module traps, the host reports the panic message and
+//!   keeps the previous state.
+//!
+//! # Layout
+//!
+//! * [`Game`] and [`Ctx`]: what an author implements and uses.
+//! * [`dispatch`]: the ABI's operations as plain `bytes -> bytes` functions, generic over a game;
+//!   the wasm exports and the native harness both call these.
+//! * [`testing`]: the native harness.
+//! * [`export_game!`]: the `#[no_mangle]` exports, on `wasm32` only.
+
+pub use abi::{self, Outcome, PlayerId, Rejection, Seat};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub mod dispatch;
+mod rng;
+pub mod testing;
+
+/// The `rand` crate, for its distributions and `seq::SliceRandom` (shuffling, choosing).
+pub use rand;
+/// Random-number traits, for `ctx.rng().random_range(..)` and friends.
+pub use rand::{Rng as RandomExt, RngCore};
+pub use rng::Rng;
+
+/// A game's rules. Every method is a pure function of its inputs: no I/O, no clock, and
+/// randomness only from [`Ctx::rng`].
+pub trait Game {
+    /// Per-match settings the host passes at setup. JSON `null` means `Default::default()`.
+    type Config: DeserializeOwned + Default;
+    /// Everything the game needs between calls. It is stored as JSON by the host.
+    type State: Serialize + DeserializeOwned;
+    /// One move by one player, as the client sends it (JSON).
+    type Action: DeserializeOwned;
+    /// What one player may see. Must never include what that player is not allowed to know.
+    type View: Serialize;
+    /// Something that happened, for clients.
+    type Event: Serialize;
+
+    /// Starts a match for these seats. Refuse seats or a config the game cannot play with.
+    fn setup(
+        players: &[Seat],
+        config: Self::Config,
+        ctx: &mut Ctx<Self::Event>,
+    ) -> Result<Self::State, Rejection>;
+
+    /// Applies one player's action. On `Err` the state is thrown away, so the rules may return
+    /// early after partial changes without corrupting anything.
+    fn action(
+        state: &mut Self::State,
+        player: &str,
+        action: Self::Action,
+        ctx: &mut Ctx<Self::Event>,
+    ) -> Result<(), Rejection>;
+
+    /// The current round's time ran out.
+    fn timeout(state: &mut Self::State, ctx: &mut Ctx<Self::Event>);
+
+    /// A player left the match for good.
+    fn leave(state: &mut Self::State, player: &str, ctx: &mut Ctx<Self::Event>);
+
+    /// What `player` (a seated player) may see.
+    fn view(state: &Self::State, player: &str) -> Self::View;
+
+    /// The current turn or round number. The host restarts its round timer when it changes.
+    fn turn(state: &Self::State) -> u64;
+
+    /// `Some` once the match is over.
+    fn outcome(state: &Self::State) -> Option<Outcome>;
+}
+
+/// What a rule can do besides changing its state: draw random numbers and emit events.
+pub struct Ctx<'a, E> {
+    rng: &'a mut Rng,
+    events: Vec<abi::Event<E>>,
+}
+
+impl<'a, E> Ctx<'a, E> {
+    fn new(rng: &'a mut Rng) -> Self {
+        Ctx {
+            rng,
+            events: Vec::new(),
+        }
+    }
+
+    /// The match's deterministic random-number generator.
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// Sends an event to every player in the match.
+    pub fn broadcast(&mut self, event: E) {
+        self.events.push(abi::Event { to: None, event });
+    }
+
+    /// Sends an event to one player only.
+    pub fn tell(&mut self, player: &str, event: E) {
+        self.events.push(abi::Event {
+            to: Some(player.to_string()),
+            event,
+        });
+    }
+}
+
+/// Exports a [`Game`] as a rules module: expands to the ABI's `#[no_mangle]` functions when
+/// compiled for `wasm32`, and to nothing natively (so several games can be linked into one native
+/// test binary).
+#[macro_export]
+macro_rules! export_game {
+    ($game:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub extern "C" fn gamehost_abi_version() -> u32 {
+                $crate::abi::ABI_VERSION
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn gamehost_alloc(len: u32) -> u32 {
+                $crate::__private::alloc(len)
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_setup(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::setup::<$game>) }
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_action(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::action::<$game>) }
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_timeout(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::timeout::<$game>) }
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_leave(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::leave::<$game>) }
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_view(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::view::<$game>) }
+            }
+        };
+    };
+}
+
+/// The glue [`export_game!`] expands to. Not part of the SDK's API.
+#[doc(hidden)]
+pub mod __private {
+    /// Reserves `len` bytes and leaks them: an instance serves one call and is then dropped by
+    /// the host, which frees all of its memory at once.
+    pub fn alloc(len: u32) -> u32 {
+        let mut buffer = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(len as usize));
+        buffer.as_mut_ptr() as usize as u32
+    }
+
+    /// Runs one operation on the input the host wrote at `ptr` and returns the reply's address
+    /// and length, packed.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must be memory the host filled after a call to [`alloc`].
+    pub unsafe fn call(ptr: u32, len: u32, operation: fn(&[u8]) -> Vec<u8>) -> u64 {
+        install_panic_hook();
+        let input = unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) };
+        let reply = operation(input).leak();
+        crate::abi::pack_reply(reply.as_ptr() as usize as u32, reply.len() as u32)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn install_panic_hook() {
+        #[link(wasm_import_module = "gamehost_v1")]
+        unsafe extern "C" {
+            #[link_name = "panic"]
+            fn host_panic(ptr: *const u8, len: usize);
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                let message = info.to_string();
+                // SAFETY: the host copies the message out before the trap that follows.
+                unsafe { host_panic(message.as_ptr(), message.len()) };
+            }))
+        });
+    }
+
+    // Natively a panic already prints through the default hook, and there is no host to tell.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn install_panic_hook() {}
+}
