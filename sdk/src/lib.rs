@@ -138,7 +138,9 @@ pub struct Ctx<'a, E> {
 }
 
 impl<'a, E> Ctx<'a, E> {
-    fn new(rng: &'a mut Rng) -> Self {
+    /// A context drawing from `rng`. The SDK makes one for every call; make your own to unit-test
+    /// a helper that takes a `Ctx`.
+    pub fn new(rng: &'a mut Rng) -> Self {
         Ctx {
             rng,
             events: Vec::new(),
@@ -153,6 +155,11 @@ impl<'a, E> Ctx<'a, E> {
     /// Sends an event to every player in the match.
     pub fn broadcast(&mut self, event: E) {
         self.events.push(abi::Event { to: None, event });
+    }
+
+    /// The events emitted so far, in order.
+    pub fn events(&self) -> &[abi::Event<E>] {
+        &self.events
     }
 
     /// Sends an event to one player only.

@@ -52,6 +52,8 @@ impl Step {
 /// A match in progress. Holds the state as the JSON bytes the host would store.
 pub struct Match<G: Game> {
     state: Box<RawValue>,
+    /// The bytes of the most recent reply, refusals included.
+    last_reply: Vec<u8>,
     outcome: Option<Outcome>,
     turn: u64,
     game: PhantomData<G>,
@@ -75,9 +77,11 @@ where
             players,
             config,
         };
-        let (state, step) = run(dispatch::setup::<G>, &input)?;
+        let (state, step) =
+            run(dispatch::setup::<G>, &input).map_err(|(_, rejection)| rejection)?;
         Ok(Match {
             state,
+            last_reply: step.reply,
             outcome: step.outcome,
             turn: step.turn,
             game: PhantomData,
@@ -150,6 +154,11 @@ impl<G: Game> Match<G> {
         self.state.get()
     }
 
+    /// The bytes of the most recent reply (setup, action, timeout or leave), refusals included.
+    pub fn last_reply(&self) -> &[u8] {
+        &self.last_reply
+    }
+
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
     }
@@ -160,9 +169,13 @@ impl<G: Game> Match<G> {
 
     fn apply(
         &mut self,
-        result: Result<(Box<RawValue>, Step), Rejection>,
+        result: Result<(Box<RawValue>, Step), (Vec<u8>, Rejection)>,
     ) -> Result<Step, Rejection> {
-        let (state, step) = result?;
+        let (state, step) = result.map_err(|(reply, rejection)| {
+            self.last_reply = reply;
+            rejection
+        })?;
+        self.last_reply = step.reply.clone();
         self.state = state;
         self.outcome = step.outcome.clone();
         self.turn = step.turn;
@@ -174,11 +187,14 @@ impl<G: Game> Match<G> {
 fn run<I: Serialize>(
     operation: fn(&[u8]) -> Vec<u8>,
     input: &I,
-) -> Result<(Box<RawValue>, Step), Rejection> {
+) -> Result<(Box<RawValue>, Step), (Vec<u8>, Rejection)> {
     let reply = operation(&serde_json::to_vec(input).expect("inputs serialise"));
     let decoded: Reply<abi::Transition<Box<RawValue>, Value, Value>> =
         serde_json::from_slice(&reply).expect("replies decode");
-    let transition = unwrap_guest(decoded)?;
+    let transition = match unwrap_guest(decoded) {
+        Ok(transition) => transition,
+        Err(rejection) => return Err((reply, rejection)),
+    };
     Ok((
         transition.state,
         Step {

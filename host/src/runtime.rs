@@ -1,0 +1,605 @@
+//! The rules runtime: loads rules modules and calls them. **The only code that touches wasmtime.**
+//!
+//! * [`RulesEngine`] is one per process: the wasmtime engine (pooling allocator, epoch
+//!   interruption, NaN canonicalisation for determinism), the epoch ticker thread that enforces
+//!   each call's time budget, and the cache of compiled modules keyed by their SHA-256.
+//! * [`RulesModule`] is one validated, compiled, pre-instantiated module. It is cheap to clone.
+//! * Every call gets a fresh instance from the pool (a few microseconds): a trap, a runaway loop
+//!   or a memory bomb in one call cannot leave anything behind for the next. Calls are pure
+//!   functions of their input: the caller keeps the match state it passed in until a call
+//!   succeeds, so a failed call leaves the stored state exactly as it was.
+//!
+//! The boundary itself (exports, messages, errors) is defined in the `abi` crate.
+
+use abi::{GuestError, Rejection, Reply, Seat};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::{
+    Caller, Config, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre, Linker,
+    Module, OptLevel, PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc, ValType,
+};
+
+/// How often the epoch advances. A call's budget is rounded up to whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// What one call may use.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock time one call may run before it is interrupted.
+    pub call_budget: Duration,
+    /// The most linear memory one instance may have.
+    pub memory_bytes: usize,
+    /// Instances that may run at the same time (the size of the instance pool).
+    pub concurrent_calls: u32,
+    /// The largest reply the host reads back.
+    pub reply_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_budget: Duration::from_millis(200),
+            memory_bytes: 32 << 20,
+            concurrent_calls: 128,
+            reply_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Why a module was refused at load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid wasm module: {0}")]
+    Invalid(String),
+    #[error(
+        "the module was built for rules ABI version {found}; this host speaks version {expected}"
+    )]
+    AbiVersion { found: u32, expected: u32 },
+    #[error("the module lacks the export `{0}` required by rules ABI version {v}", v = abi::ABI_VERSION)]
+    MissingExport(&'static str),
+    #[error("the export `{name}` should be {expected}")]
+    WrongExport {
+        name: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "the module imports `{module}.{name}`; a rules module may import only `{}.{}` (no WASI, clock or host state)",
+        abi::IMPORT_MODULE,
+        abi::IMPORT_PANIC
+    )]
+    ForbiddenImport { module: String, name: String },
+    #[error("the module could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// Why one call produced no result. The match state passed in is untouched in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The rules refused the input. This is the player's concern, not a fault of the module.
+    #[error("refused: {0}")]
+    Rejected(Rejection),
+    #[error("the module did not finish within its {0:?} budget")]
+    Timeout(Duration),
+    #[error("the module tried to use more than {0} bytes of memory")]
+    MemoryLimit(usize),
+    #[error("the module panicked: {0}")]
+    Panicked(String),
+    #[error("the module trapped: {0}")]
+    Trapped(String),
+    #[error("the module's reply is unusable: {0}")]
+    BadReply(String),
+    /// The module could not decode what the host sent: a state from another game, most likely.
+    #[error("the module could not read its input: {0}")]
+    BadInput(String),
+    #[error("the module failed to produce a reply: {0}")]
+    Guest(String),
+    #[error("the module could not be started: {0}")]
+    Instantiate(String),
+}
+
+/// One of the module's operation exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Setup,
+    Action,
+    Timeout,
+    Leave,
+    View,
+}
+
+impl Operation {
+    pub fn export(self) -> &'static str {
+        match self {
+            Operation::Setup => abi::EXPORT_SETUP,
+            Operation::Action => abi::EXPORT_ACTION,
+            Operation::Timeout => abi::EXPORT_TIMEOUT,
+            Operation::Leave => abi::EXPORT_LEAVE,
+            Operation::View => abi::EXPORT_VIEW,
+        }
+    }
+
+    const ALL: [Operation; 5] = [
+        Operation::Setup,
+        Operation::Action,
+        Operation::Timeout,
+        Operation::Leave,
+        Operation::View,
+    ];
+}
+
+/// A transition as the host sees it: the state, views and events stay raw JSON, since the host
+/// stores and forwards them without knowing the game.
+pub type Transition = abi::Transition<Box<RawValue>, Box<RawValue>, Box<RawValue>>;
+
+/// The process's wasm engine. Clone it freely; clones share everything.
+#[derive(Clone)]
+pub struct RulesEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    limits: Limits,
+    deadline_ticks: u64,
+    compiled: Mutex<HashMap<[u8; 32], RulesModule>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a store carries through one call.
+struct CallState {
+    memory: MemoryCap,
+    panic_message: Option<String>,
+}
+
+/// Caps linear memory and remembers whether the cap was hit, so a trap that follows an
+/// allocation failure is reported as what it is.
+struct MemoryCap {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit;
+        self.hit |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl RulesEngine {
+    pub fn new(limits: Limits) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(limits.concurrent_calls)
+            .total_memories(limits.concurrent_calls)
+            .total_tables(limits.concurrent_calls)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(limits.memory_bytes)
+            // Reusing a slot zeroes this much by hand instead of returning it to the kernel,
+            // which is faster for the small heaps rules modules use.
+            .linear_memory_keep_resident(1 << 20);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            // The same inputs must give the same bytes on every machine.
+            .cranelift_nan_canonicalization(true)
+            .cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(e.to_string()))?;
+
+        let mut linker = Linker::new(&engine);
+        linker
+            .func_wrap(
+                abi::IMPORT_MODULE,
+                abi::IMPORT_PANIC,
+                |mut caller: Caller<'_, CallState>, ptr: u32, len: u32| {
+                    let message = read_guest_memory(&mut caller, ptr, len.min(4096))
+                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                        .unwrap_or_else(|| "(the panic message was out of bounds)".into());
+                    caller.data_mut().panic_message = Some(message);
+                },
+            )
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        let deadline_ticks = limits
+            .call_budget
+            .as_micros()
+            .div_ceil(EPOCH_TICK.as_micros())
+            .max(1) as u64;
+        Ok(RulesEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                limits,
+                deadline_ticks,
+                compiled: Mutex::new(HashMap::new()),
+                ticker_stop,
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Validates and compiles a module, or returns the one already compiled from the same bytes.
+    pub fn load(&self, bytes: &[u8]) -> Result<RulesModule, LoadError> {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(module) = self.compiled().get(&sha256) {
+            return Ok(module.clone());
+        }
+        let module = self.compile(bytes, sha256)?;
+        self.compiled().insert(sha256, module.clone());
+        Ok(module)
+    }
+
+    fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], RulesModule>> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.inner
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
+        let module = Module::new(&self.inner.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        check_imports(&module)?;
+        let i32_ = || ValType::I32;
+        let engine = &self.inner.engine;
+        let version_type = FuncType::new(engine, [], [i32_()]);
+        check_export(&module, abi::EXPORT_ABI_VERSION, &version_type, "() -> i32")?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+
+        // Ask for the version before anything else, so a module of another ABI version is told
+        // so rather than being told about the exports it names differently.
+        let mut store = self.store();
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let version = instance
+            .get_typed_func::<(), u32>(&mut store, abi::EXPORT_ABI_VERSION)
+            .and_then(|f| f.call(&mut store, ()))
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        if version != abi::ABI_VERSION {
+            return Err(LoadError::AbiVersion {
+                found: version,
+                expected: abi::ABI_VERSION,
+            });
+        }
+
+        match module.get_export(abi::EXPORT_MEMORY) {
+            Some(ExternType::Memory(_)) => {}
+            Some(_) => {
+                return Err(LoadError::WrongExport {
+                    name: abi::EXPORT_MEMORY,
+                    expected: "a memory",
+                });
+            }
+            None => return Err(LoadError::MissingExport(abi::EXPORT_MEMORY)),
+        }
+        let alloc_type = FuncType::new(engine, [i32_()], [i32_()]);
+        check_export(&module, abi::EXPORT_ALLOC, &alloc_type, "(i32) -> i32")?;
+        let operation_type = FuncType::new(engine, [i32_(), i32_()], [ValType::I64]);
+        for operation in Operation::ALL {
+            check_export(
+                &module,
+                operation.export(),
+                &operation_type,
+                "(i32, i32) -> i64",
+            )?;
+        }
+
+        Ok(RulesModule {
+            inner: Arc::new(ModuleInner {
+                engine: self.clone(),
+                pre,
+                sha256,
+            }),
+        })
+    }
+
+    fn store(&self) -> Store<CallState> {
+        let mut store = Store::new(
+            &self.inner.engine,
+            CallState {
+                memory: MemoryCap {
+                    limit: self.inner.limits.memory_bytes,
+                    hit: false,
+                },
+                panic_message: None,
+            },
+        );
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(self.inner.deadline_ticks);
+        store
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("rules-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("the epoch ticker thread starts");
+}
+
+fn check_imports(module: &Module) -> Result<(), LoadError> {
+    for import in module.imports() {
+        let allowed = import.module() == abi::IMPORT_MODULE
+            && import.name() == abi::IMPORT_PANIC
+            && matches!(import.ty(), ExternType::Func(f)
+                if f.params().map(|p| p.is_i32()).eq([true, true]) && f.results().len() == 0);
+        if !allowed {
+            return Err(LoadError::ForbiddenImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_export(
+    module: &Module,
+    name: &'static str,
+    expected: &FuncType,
+    described: &'static str,
+) -> Result<(), LoadError> {
+    match module.get_export(name) {
+        Some(ExternType::Func(found)) if FuncType::eq(&found, expected) => Ok(()),
+        Some(_) => Err(LoadError::WrongExport {
+            name,
+            expected: described,
+        }),
+        None => Err(LoadError::MissingExport(name)),
+    }
+}
+
+fn read_guest_memory(caller: &mut Caller<'_, CallState>, ptr: u32, len: u32) -> Option<Vec<u8>> {
+    let memory = caller.get_export(abi::EXPORT_MEMORY)?.into_memory()?;
+    let data = memory.data(&caller);
+    let start = ptr as usize;
+    data.get(start..start.checked_add(len as usize)?)
+        .map(<[u8]>::to_vec)
+}
+
+/// A validated, compiled rules module. Clones share the compiled code.
+#[derive(Clone)]
+pub struct RulesModule {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    engine: RulesEngine,
+    pre: InstancePre<CallState>,
+    sha256: [u8; 32],
+}
+
+/// A fresh instance, ready for one call.
+pub struct Instance {
+    store: Store<CallState>,
+    memory: wasmtime::Memory,
+    alloc: TypedFunc<u32, u32>,
+    instance: wasmtime::Instance,
+}
+
+impl RulesModule {
+    /// The module's version: the SHA-256 of its bytes.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.inner.sha256
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.inner.sha256)
+    }
+
+    /// Whether both handles share one compilation (true for every load of the same bytes).
+    pub fn same_code_as(&self, other: &RulesModule) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Starts a fresh instance from the pool.
+    pub fn instantiate(&self) -> Result<Instance, CallError> {
+        let mut store = self.inner.engine.store();
+        let instance = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let memory = instance
+            .get_memory(&mut store, abi::EXPORT_MEMORY)
+            .ok_or_else(|| CallError::Instantiate("no memory export".into()))?;
+        let alloc = instance
+            .get_typed_func::<u32, u32>(&mut store, abi::EXPORT_ALLOC)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            memory,
+            alloc,
+            instance,
+        })
+    }
+
+    /// Runs one operation on raw input bytes and returns the raw reply bytes.
+    pub fn call_raw(&self, operation: Operation, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        let limits = self.inner.engine.limits();
+        self.instantiate()?.call(operation, input, limits)
+    }
+
+    /// Starts a match.
+    pub fn setup(
+        &self,
+        seed: u64,
+        players: &[Seat],
+        config: &RawValue,
+    ) -> Result<Transition, CallError> {
+        self.call_typed(
+            Operation::Setup,
+            &abi::SetupInput {
+                seed,
+                players: players.to_vec(),
+                config,
+            },
+        )
+    }
+
+    /// Applies a player's action to `state`.
+    pub fn action(
+        &self,
+        state: &RawValue,
+        player: &str,
+        action: &RawValue,
+    ) -> Result<Transition, CallError> {
+        self.call_typed(
+            Operation::Action,
+            &abi::ActionInput {
+                state,
+                player: player.to_string(),
+                action,
+            },
+        )
+    }
+
+    /// Resolves the round with what was submitted.
+    pub fn timeout(&self, state: &RawValue) -> Result<Transition, CallError> {
+        self.call_typed(Operation::Timeout, &abi::TimeoutInput { state })
+    }
+
+    /// Removes a player for good.
+    pub fn leave(&self, state: &RawValue, player: &str) -> Result<Transition, CallError> {
+        self.call_typed(
+            Operation::Leave,
+            &abi::LeaveInput {
+                state,
+                player: player.to_string(),
+            },
+        )
+    }
+
+    /// What `player` may see of `state`.
+    pub fn view(&self, state: &RawValue, player: &str) -> Result<Box<RawValue>, CallError> {
+        self.call_typed(
+            Operation::View,
+            &abi::ViewInput {
+                state,
+                player: player.to_string(),
+            },
+        )
+    }
+
+    fn call_typed<I: Serialize, T: DeserializeOwned>(
+        &self,
+        operation: Operation,
+        input: &I,
+    ) -> Result<T, CallError> {
+        let input = serde_json::to_vec(input).expect("host inputs always serialise");
+        let reply = self.call_raw(operation, &input)?;
+        decode_reply(&reply)
+    }
+}
+
+/// Turns a reply's bytes into a result, or says why they are unusable.
+pub fn decode_reply<T: DeserializeOwned>(reply: &[u8]) -> Result<T, CallError> {
+    match serde_json::from_slice::<Reply<T>>(reply) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(GuestError::Rejected(rejection))) => Err(CallError::Rejected(rejection)),
+        Ok(Err(GuestError::BadInput { message })) => Err(CallError::BadInput(message)),
+        Ok(Err(GuestError::Internal { message })) => Err(CallError::Guest(message)),
+        Err(e) => Err(CallError::BadReply(e.to_string())),
+    }
+}
+
+impl Instance {
+    /// Runs one operation. The instance is consumed: an instance serves exactly one call.
+    pub fn call(
+        mut self,
+        operation: Operation,
+        input: &[u8],
+        limits: &Limits,
+    ) -> Result<Vec<u8>, CallError> {
+        let store = &mut self.store;
+        let len = u32::try_from(input.len())
+            .map_err(|_| CallError::BadInput("the input is larger than 4 GiB".into()))?;
+        let run = self
+            .instance
+            .get_typed_func::<(u32, u32), u64>(&mut *store, operation.export())
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let ptr = self
+            .alloc
+            .call(&mut *store, len)
+            .map_err(|e| classify_trap(e, store, limits))?;
+        self.memory
+            .write(&mut *store, ptr as usize, input)
+            .map_err(|_| CallError::BadReply("alloc returned memory out of bounds".into()))?;
+        let packed = run
+            .call(&mut *store, (ptr, len))
+            .map_err(|e| classify_trap(e, store, limits))?;
+        let (reply_ptr, reply_len) = abi::unpack_reply(packed);
+        if reply_len as usize > limits.reply_bytes {
+            return Err(CallError::BadReply(format!(
+                "a reply of {reply_len} bytes is over the {} byte limit",
+                limits.reply_bytes
+            )));
+        }
+        let mut reply = vec![0; reply_len as usize];
+        self.memory
+            .read(&*store, reply_ptr as usize, &mut reply)
+            .map_err(|_| {
+                CallError::BadReply(format!(
+                    "the reply at {reply_ptr}+{reply_len} lies outside the module's memory"
+                ))
+            })?;
+        Ok(reply)
+    }
+}
+
+fn classify_trap(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallError {
+    let state = store.data();
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        CallError::Timeout(limits.call_budget)
+    } else if state.memory.hit {
+        CallError::MemoryLimit(limits.memory_bytes)
+    } else if let Some(message) = &state.panic_message {
+        CallError::Panicked(message.clone())
+    } else {
+        CallError::Trapped(format!("{error:#}"))
+    }
+}

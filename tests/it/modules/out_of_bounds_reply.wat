@@ -1,0 +1,13 @@
+;; Loads fine, then points every reply outside its own memory.
+(module
+  (memory (export "memory") 1)
+  (func (export "gamehost_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "gamehost_abi_version") (result i32) (i32.const 1))
+  ;; (0x00100000 << 32) | 64: one page of memory ends at 0x10000.
+  (func $reply (result i64) (i64.const 4503599627370560))
+  (func (export "gamehost_setup") (param i32 i32) (result i64) (call $reply))
+  (func (export "gamehost_action") (param i32 i32) (result i64) (call $reply))
+  (func (export "gamehost_timeout") (param i32 i32) (result i64) (call $reply))
+  (func (export "gamehost_leave") (param i32 i32) (result i64) (call $reply))
+  (func (export "gamehost_view") (param i32 i32) (result i64) (call $reply))
+)

@@ -1,0 +1,182 @@
+//! Whole matches played natively and through wasm give byte-identical replies.
+
+use crate::support::{engine, wizard_battle};
+use abi::Seat;
+use host::runtime::{Operation, RulesModule, Transition, decode_reply};
+use sdk::testing::Match;
+use serde_json::value::{RawValue, to_raw_value};
+use wizard_battle::{Class, Config, WizardBattle};
+
+/// The same match, run natively by the SDK's harness and through the wasm module, side by side.
+struct Twin {
+    native: Match<WizardBattle>,
+    module: RulesModule,
+    wasm_state: Box<RawValue>,
+}
+
+impl Twin {
+    fn start(module: RulesModule, seed: u64, players: &[(&str, i64)], config: Config) -> Twin {
+        let native = Match::<WizardBattle>::start(seed, players, config.clone()).unwrap();
+        let seats: Vec<Seat> = players
+            .iter()
+            .map(|&(id, level)| Seat {
+                id: id.into(),
+                level,
+            })
+            .collect();
+        let input = abi::SetupInput {
+            seed,
+            players: seats,
+            config,
+        };
+        let reply = module
+            .call_raw(Operation::Setup, &serde_json::to_vec(&input).unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            String::from_utf8_lossy(native.last_reply()),
+            "setup differs"
+        );
+        let wasm_state = decode_reply::<Transition>(&reply).unwrap().state;
+        Twin {
+            native,
+            module,
+            wasm_state,
+        }
+    }
+
+    /// Runs one operation on both sides and checks the replies are the same bytes.
+    fn both(&mut self, operation: Operation, player: &str, action: &RawValue) -> bool {
+        let state = &*self.wasm_state;
+        let input = match operation {
+            Operation::Action => serde_json::to_vec(&abi::ActionInput {
+                state,
+                player: player.to_string(),
+                action,
+            }),
+            Operation::Timeout => serde_json::to_vec(&abi::TimeoutInput { state }),
+            Operation::Leave => serde_json::to_vec(&abi::LeaveInput {
+                state,
+                player: player.to_string(),
+            }),
+            _ => unreachable!(),
+        }
+        .unwrap();
+        let native_ok = match operation {
+            Operation::Action => self.native.act_json(player, action).is_ok(),
+            Operation::Timeout => {
+                self.native.timeout();
+                true
+            }
+            _ => self.native.leave(player).is_ok(),
+        };
+        let reply = self.module.call_raw(operation, &input).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            String::from_utf8_lossy(self.native.last_reply()),
+            "{operation:?} by {player} differs"
+        );
+        if let Ok(transition) = decode_reply::<Transition>(&reply) {
+            self.wasm_state = transition.state;
+        }
+        assert_eq!(self.wasm_state.get(), self.native.state_json());
+        native_ok
+    }
+}
+
+const MAGE_SPELLS: [&str; 5] = ["lightning", "fireball", "teleport", "heal", "laser"];
+const WARRIOR_SPELLS: [&str; 4] = ["rockThrow", "spin", "food", "dash"];
+
+/// A deterministic, varied player: aims at the opponent's true cell on some rounds, at a cell
+/// derived from the round on others, and now and then sends nonsense.
+fn choose(game: &Match<WizardBattle>, me: &str, round: u64, seed: u64) -> Box<RawValue> {
+    let state = game.state().game;
+    let size = state.map.len() as u64;
+    let index = state.wizards.iter().position(|w| w.id == me).unwrap() as u64;
+    let wizard = &state.wizards[index as usize];
+    let mix = round * 31 + index * 17 + seed;
+    if mix % 13 == 0 {
+        return RawValue::from_string(r#"{"spell":"meteor","target":{"x":1,"y":1}}"#.into())
+            .unwrap();
+    }
+    let spells: &[&str] = match wizard.class {
+        Class::Mage => &MAGE_SPELLS,
+        Class::Warrior => &WARRIOR_SPELLS,
+    };
+    let spell = spells[(mix % spells.len() as u64) as usize];
+    let opponent = state
+        .wizards
+        .iter()
+        .find(|w| w.id != me && w.hp > 0 && !w.left);
+    let target = match opponent {
+        Some(o) if mix % 3 != 0 => o.position,
+        _ => wizard_battle::Cell {
+            x: ((round * 3 + index * 5 + seed) % size) as i64,
+            y: ((round * 7 + index) % size) as i64,
+        },
+    };
+    to_raw_value(&serde_json::json!({ "spell": spell, "target": target })).unwrap()
+}
+
+#[test]
+fn whole_matches_through_wasm_match_the_native_run_byte_for_byte() {
+    let engine = engine();
+    let module = wizard_battle(&engine);
+    let nothing = RawValue::from_string("null".into()).unwrap();
+    let (mut finished, mut refusals) = (0, 0);
+    for seed in 0..12u64 {
+        let three = seed % 3 == 0;
+        let players: Vec<(&str, i64)> = if three {
+            vec![("p0", 10), ("p1", 5), ("p2", 3)]
+        } else {
+            vec![("p0", 10), ("p1", 2 + seed as i64)]
+        };
+        let mut config = Config::default();
+        if seed % 2 == 1 {
+            config.characters.insert("p1".into(), Class::Warrior);
+        }
+        let mut twin = Twin::start(module.clone(), seed, &players, config);
+        let mut round = 0;
+        while twin.native.outcome().is_none() && round < 100 {
+            round += 1;
+            if seed % 4 == 2 && round == 8 {
+                let last = players.last().unwrap().0;
+                assert!(twin.both(Operation::Leave, last, &nothing));
+                continue;
+            }
+            for &(player, _) in &players {
+                if round % 5 == 0 && player != "p0" {
+                    continue; // let the timeout resolve this round
+                }
+                let action = choose(&twin.native, player, round, seed);
+                if !twin.both(Operation::Action, player, &action) {
+                    refusals += 1;
+                }
+                if twin.native.outcome().is_some() {
+                    break;
+                }
+            }
+            if round % 5 == 0 && twin.native.outcome().is_none() {
+                twin.both(Operation::Timeout, "", &nothing);
+            }
+        }
+        assert!(twin.native.outcome().is_some(), "seed {seed} never ended");
+        for &(player, _) in &players {
+            let input = abi::ViewInput {
+                state: &*twin.wasm_state,
+                player: player.to_string(),
+            };
+            let reply = module
+                .call_raw(Operation::View, &serde_json::to_vec(&input).unwrap())
+                .unwrap();
+            assert_eq!(
+                reply,
+                twin.native.view_reply(player).unwrap(),
+                "{player}'s final view"
+            );
+        }
+        finished += 1;
+    }
+    assert_eq!(finished, 12, "every match was played to its end");
+    assert!(refusals > 0, "refusals were compared too");
+}
