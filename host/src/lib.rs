@@ -1,7 +1,25 @@
-//! The game host: runs turn-based matches whose rules are wasm modules.
+//! The game host: a Socket.IO server for turn-based multiplayer games whose rules are wasm
+//! modules. See `ARCHITECTURE.md` at the repository root for the bird's-eye view.
 //!
 //! # Layout
 //!
-//! * [`runtime`]: loads, validates and calls rules modules. The only module that touches
-//!   wasmtime.
+//! * [`server`]: builds everything from a [`config::Config`] and serves it on a listener.
+//! * [`gateway`]: the Socket.IO events. The only module that touches socketioxide.
+//! * [`http`]: health, stats and cleanup endpoints (axum).
+//! * [`matches`]: authoritative matches, one actor task each.
+//! * [`matchmaking`]: queues by level, as plain data.
+//! * [`store`]: socket mappings, queues, matches, game states and sessions.
+//! * [`rules`]: which rules modules are loaded, by game and by version.
+//! * [`runtime`]: loads, validates and calls rules modules. The only module that touches wasmtime.
+//! * [`model`]: the stored records, in the original backend's shapes.
+
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod matches;
+pub mod matchmaking;
+pub mod model;
+pub mod rules;
 pub mod runtime;
+pub mod server;
+pub mod store;

@@ -1,0 +1,50 @@
+//! The host's settings, as a plain struct. `main` fills it from flags and the environment; tests
+//! build it directly.
+
+use crate::gateway::ClientLimits;
+use crate::runtime::Limits;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Names this process in socket mappings and stats: `<pid>-<start ms>`, as the original.
+    pub instance_id: String,
+    /// Where the rules modules are (`*.wasm`, the file stem names the game).
+    pub rules_dir: PathBuf,
+    /// The game matchmaking starts.
+    pub game: String,
+    pub round_timeout: Duration,
+    pub reconnect_grace: Duration,
+    /// Required as a bearer token by admin endpoints; without it they answer loopback only.
+    pub admin_token: Option<String>,
+    pub client_limits: ClientLimits,
+    /// Engine.IO's own limit on one HTTP/WebSocket payload; above it the connection closes.
+    /// Keep it well above `client_limits.max_event_bytes`, which gets a clear error instead.
+    pub transport_max_payload: u64,
+    /// Packets buffered per socket before emits to it fail.
+    pub socket_buffer: usize,
+    pub runtime: Limits,
+}
+
+impl Config {
+    /// Defaults for everything but where the rules are.
+    pub fn new(rules_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            instance_id: default_instance_id(),
+            rules_dir: rules_dir.into(),
+            game: "wizard-battle".into(),
+            round_timeout: Duration::from_secs(30),
+            reconnect_grace: Duration::from_secs(30),
+            admin_token: None,
+            client_limits: ClientLimits::default(),
+            transport_max_payload: 1 << 20,
+            socket_buffer: 1024,
+            runtime: Limits::default(),
+        }
+    }
+}
+
+pub fn default_instance_id() -> String {
+    format!("{}-{}", std::process::id(), crate::model::now_ms())
+}

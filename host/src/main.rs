@@ -1,0 +1,120 @@
+//! `gamehost`: the game host server. Every flag can also be set by the environment variable
+//! named beside it; `gamehost --help` lists them.
+
+use clap::Parser;
+use host::config::{Config, default_instance_id};
+use host::gateway::ClientLimits;
+use host::runtime::Limits;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+/// Where `cargo xtask build-rules` puts the modules of this checkout.
+const BUILT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/rules");
+
+#[derive(Debug, Parser)]
+#[command(name = "gamehost", version, about = "A Socket.IO host for turn-based games whose rules are wasm modules")]
+struct Args {
+    /// Port for HTTP and Socket.IO.
+    #[arg(long, env = "APP_PORT", default_value_t = 3030)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Folder of rules modules (`<game>.wasm`).
+    #[arg(long, env = "RULES_DIR", default_value = BUILT_RULES)]
+    rules_dir: PathBuf,
+    /// The game matchmaking starts.
+    #[arg(long, env = "GAME", default_value = "wizard-battle")]
+    game: String,
+    /// How long a round may take before it resolves with what was submitted.
+    #[arg(long, env = "ROUND_TIMEOUT_MS", default_value_t = 30_000)]
+    round_timeout_ms: u64,
+    /// How long a disconnected player has to come back before forfeiting.
+    #[arg(long, env = "RECONNECT_GRACE_MS", default_value_t = 30_000)]
+    reconnect_grace_ms: u64,
+    /// Bearer token for admin endpoints; without it they answer loopback clients only.
+    #[arg(long, env = "ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Largest event payload a client may send, in bytes.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = 16 * 1024)]
+    max_event_bytes: usize,
+    /// Sustained events per second one socket may send.
+    #[arg(long, env = "EVENTS_PER_SECOND", default_value_t = 20)]
+    events_per_second: u32,
+    /// Events one socket may send in a burst.
+    #[arg(long, env = "EVENT_BURST", default_value_t = 40)]
+    event_burst: u32,
+    /// Time budget of one rules call, in milliseconds.
+    #[arg(long, env = "RULES_CALL_BUDGET_MS", default_value_t = 200)]
+    rules_call_budget_ms: u64,
+    /// Memory cap of one rules instance, in MiB.
+    #[arg(long, env = "RULES_MEMORY_MIB", default_value_t = 32)]
+    rules_memory_mib: usize,
+    /// Rules calls that may run at once.
+    #[arg(long, env = "RULES_CONCURRENCY", default_value_t = 128)]
+    rules_concurrency: u32,
+    /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
+    #[arg(long, env = "INSTANCE_ID")]
+    instance_id: Option<String>,
+}
+
+impl Args {
+    fn config(self) -> Config {
+        let mut config = Config::new(self.rules_dir);
+        config.instance_id = self.instance_id.unwrap_or_else(default_instance_id);
+        config.game = self.game;
+        config.round_timeout = Duration::from_millis(self.round_timeout_ms);
+        config.reconnect_grace = Duration::from_millis(self.reconnect_grace_ms);
+        config.admin_token = self.admin_token.filter(|t| !t.is_empty());
+        config.client_limits = ClientLimits {
+            max_event_bytes: self.max_event_bytes,
+            events_per_second: self.events_per_second,
+            burst: self.event_burst,
+        };
+        config.runtime = Limits {
+            call_budget: Duration::from_millis(self.rules_call_budget_ms),
+            memory_bytes: self.rules_memory_mib << 20,
+            concurrent_calls: self.rules_concurrency,
+            ..Limits::default()
+        };
+        config
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let args = Args::parse();
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    host::server::run(listener, args.config(), shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}
