@@ -10,8 +10,8 @@
 //!   whichever socket it uses.
 
 use crate::matches::{Delivery, MatchError, Matches, Message, Outbox, To, payload};
-use crate::model::{PlayerId, QueueEntry, Session, SocketMapping, Status, now_ms};
 use crate::matchmaking::Joined;
+use crate::model::{PlayerId, QueueEntry, Session, SocketMapping, Status, now_ms};
 use crate::store::Store;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
@@ -126,6 +126,13 @@ impl ClientError {
     }
 }
 
+impl ClientError {
+    /// The answer a refused request gets: `{success: false, code, error}`.
+    fn answer(&self) -> Value {
+        json!({ "success": false, "code": self.code, "error": self.message })
+    }
+}
+
 impl From<MatchError> for ClientError {
     fn from(error: MatchError) -> Self {
         let message = match &error {
@@ -181,6 +188,15 @@ impl Request {
         }
     }
 
+    /// Answers on `event` always, as the original did, and also through the acknowledgement
+    /// when one was asked for.
+    fn answer_and_emit(self, socket: &SocketRef, event: &str, payload: &Value) {
+        if self.incoming.wants_ack {
+            let _ = self.incoming.ack.send(payload);
+        }
+        let _ = socket.emit(event, payload);
+    }
+
     fn refuse(self, socket: &SocketRef, error: ClientError) {
         refuse(socket, self.event, self.incoming, error);
     }
@@ -198,11 +214,7 @@ fn refuse(
     error: ClientError,
 ) {
     if incoming.wants_ack {
-        let _ = incoming.ack.send(&json!({
-            "success": false,
-            "code": error.code,
-            "error": error.message,
-        }));
+        let _ = incoming.ack.send(&error.answer());
     } else {
         let _ = socket.emit(
             "serverError",
@@ -279,9 +291,8 @@ impl Gateway {
                 player_id: None,
                 resume_token: None,
             },
-            Value::Object(_) => Claim::deserialize(&auth).map_err(|e| {
-                Refused(format!("the handshake auth is not valid: {e}"))
-            })?,
+            Value::Object(_) => Claim::deserialize(&auth)
+                .map_err(|e| Refused(format!("the handshake auth is not valid: {e}")))?,
             _ => return Err(Refused("the handshake auth must be an object".into())),
         };
         let identity = match (claim.player_id, claim.resume_token) {
@@ -356,12 +367,17 @@ impl Gateway {
         self.register_handlers(&socket);
         let _ = socket.emit(
             "session",
-            &json!({ "playerId": player, "resumeToken": identity.token }),
+            &json!({ "playerId": player, "resumeToken": identity.token, "socketId": socket_id }),
         );
         tracing::debug!(socket = %socket_id, player, resumed = identity.resumed, "connected");
 
         if let Some(room) = session.room_id.filter(|_| identity.resumed) {
-            match self.inner.matches.reconnected(&room, &player, &socket_id).await {
+            match self
+                .inner
+                .matches
+                .reconnected(&room, &player, &socket_id)
+                .await
+            {
                 Ok(resumed) => {
                     self.store().set_socket_room(&socket_id, Some(room.clone()));
                     socket.join(room.clone());
@@ -407,17 +423,33 @@ impl Gateway {
     }
 
     fn register_handlers(&self, socket: &SocketRef) {
-        self.on(socket, "joinMatchmaking", |g, s, r| async move { g.join_matchmaking(s, r).await });
-        self.on(socket, "leaveMatchmaking", |g, s, r| async move { g.leave_matchmaking(s, r) });
-        self.on(socket, "gameMessage", |g, s, r| async move { g.game_message(s, r).await });
-        self.on(socket, "updatePlayerState", |g, s, r| async move { g.update_player_state(s, r).await });
-        self.on(socket, "getGameState", |g, s, r| async move { g.get_game_state(s, r).await });
-        self.on(socket, "submitAction", |g, s, r| async move { g.submit_action(s, r).await });
-        self.on(socket, "getView", |g, s, r| async move { g.get_view(s, r).await });
+        self.on(socket, "joinMatchmaking", |g, s, r| async move {
+            g.join_matchmaking(s, r).await
+        });
+        self.on(socket, "leaveMatchmaking", |g, s, r| async move {
+            g.leave_matchmaking(s, r)
+        });
+        self.on(socket, "gameMessage", |g, s, r| async move {
+            g.game_message(s, r).await
+        });
+        self.on(socket, "updatePlayerState", |g, s, r| async move {
+            g.update_player_state(s, r).await
+        });
+        self.on(socket, "getGameState", |g, s, r| async move {
+            g.get_game_state(s, r).await
+        });
+        self.on(socket, "submitAction", |g, s, r| async move {
+            g.submit_action(s, r).await
+        });
+        self.on(socket, "getView", |g, s, r| async move {
+            g.get_view(s, r).await
+        });
 
         let gateway = self.clone();
         socket.on_fallback(
-            move |socket: SocketRef, incoming: Incoming<_>, socketioxide::extract::Event(event): socketioxide::extract::Event| {
+            move |socket: SocketRef,
+                  incoming: Incoming<_>,
+                  socketioxide::extract::Event(event): socketioxide::extract::Event| {
                 let gateway = gateway.clone();
                 async move {
                     if gateway.admit(&socket, &incoming).is_ok() {
@@ -425,7 +457,10 @@ impl Gateway {
                             &socket,
                             &event,
                             incoming,
-                            ClientError::new("unknown_event", format!("there is no event called {event:?}")),
+                            ClientError::new(
+                                "unknown_event",
+                                format!("there is no event called {event:?}"),
+                            ),
                         );
                     }
                 }
@@ -476,7 +511,11 @@ impl Gateway {
         );
     }
 
-    fn admit(&self, socket: &SocketRef, incoming: &Incoming<socketioxide::adapter::LocalAdapter>) -> Result<(), ClientError> {
+    fn admit(
+        &self,
+        socket: &SocketRef,
+        incoming: &Incoming<socketioxide::adapter::LocalAdapter>,
+    ) -> Result<(), ClientError> {
         let limits = &self.inner.limits;
         if incoming.size > limits.max_event_bytes {
             return Err(ClientError::new(
@@ -501,13 +540,19 @@ impl Gateway {
     }
 
     /// The room the player is playing in, if it is in `room`.
-    fn check_member(&self, player: &str, room: &str) -> Result<crate::model::GameState, ClientError> {
-        let game = self
-            .store()
-            .game(room)
-            .ok_or_else(|| ClientError::new("unknown_room", format!("there is no room {room:?}")))?;
+    fn check_member(
+        &self,
+        player: &str,
+        room: &str,
+    ) -> Result<crate::model::GameState, ClientError> {
+        let game = self.store().game(room).ok_or_else(|| {
+            ClientError::new("unknown_room", format!("there is no room {room:?}"))
+        })?;
         if !game.has_player(player) {
-            return Err(ClientError::new("not_in_room", "you are not a player in this room"));
+            return Err(ClientError::new(
+                "not_in_room",
+                "you are not a player in this room",
+            ));
         }
         Ok(game)
     }
@@ -575,7 +620,11 @@ impl Gateway {
 
     fn leave_matchmaking(&self, socket: SocketRef, request: Request) {
         let left = self.store().leave_queue(&request.player);
-        request.answer(&socket, "matchmakingLeft", &json!({ "success": true, "left": left }));
+        request.answer(
+            &socket,
+            "matchmakingLeft",
+            &json!({ "success": true, "left": left }),
+        );
     }
 
     async fn game_message(&self, socket: SocketRef, request: Request) {
@@ -586,10 +635,11 @@ impl Gateway {
             #[serde(default)]
             message: Value,
         }
-        let message = match request.parse::<GameMessage>("{\"roomId\": <string>, \"message\": <any>}") {
-            Ok(message) => message,
-            Err(error) => return request.refuse(&socket, error),
-        };
+        let message =
+            match request.parse::<GameMessage>("{\"roomId\": <string>, \"message\": <any>}") {
+                Ok(message) => message,
+                Err(error) => return request.refuse(&socket, error),
+            };
         if let Err(error) = self.check_member(&request.player, &message.room_id) {
             return request.refuse(&socket, error);
         }
@@ -600,7 +650,11 @@ impl Gateway {
         }));
         self.inner
             .outbox
-            .send(vec![Message::new(To::Room(message.room_id), "gameMessage", body)])
+            .send(vec![Message::new(
+                To::Room(message.room_id),
+                "gameMessage",
+                body,
+            )])
             .await;
         if request.incoming.wants_ack {
             let _ = request.incoming.ack.send(&json!({ "success": true }));
@@ -632,24 +686,15 @@ impl Gateway {
                 .await
                 .map_err(ClientError::from)
         };
-        // The original always answered on `playerStateUpdated`; keep that, ack or not.
         let answer = match result {
             Ok(()) => json!({ "success": true }),
-            Err(error) => json!({ "success": false, "code": error.code, "error": error.message }),
+            Err(error) => error.answer(),
         };
-        if request.incoming.wants_ack {
-            let _ = request.incoming.ack.send(&answer);
-        }
-        let _ = socket.emit("playerStateUpdated", &answer);
+        request.answer_and_emit(&socket, "playerStateUpdated", &answer);
     }
 
     async fn get_game_state(&self, socket: SocketRef, request: Request) {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Get {
-            room_id: String,
-        }
-        let get = match request.parse::<Get>("{\"roomId\": <string>}") {
+        let get = match request.parse::<RoomRequest>(RoomRequest::SHAPE) {
             Ok(get) => get,
             Err(error) => return request.refuse(&socket, error),
         };
@@ -662,15 +707,14 @@ impl Gateway {
                 .map_err(ClientError::from),
             Err(error) => Err(error),
         };
-        // As the original: always a `gameState` event, with `state: null` and `error` on failure.
+        // As the original: `state: null` and an `error` on failure.
         let answer = match result {
             Ok((game, view)) => json!({ "roomId": get.room_id, "state": game.for_player(view) }),
-            Err(error) => json!({ "roomId": get.room_id, "state": null, "code": error.code, "error": error.message }),
+            Err(error) => {
+                json!({ "roomId": get.room_id, "state": null, "code": error.code, "error": error.message })
+            }
         };
-        if request.incoming.wants_ack {
-            let _ = request.incoming.ack.send(&answer);
-        }
-        let _ = socket.emit("gameState", &answer);
+        request.answer_and_emit(&socket, "gameState", &answer);
     }
 
     async fn submit_action(&self, socket: SocketRef, request: Request) {
@@ -680,7 +724,9 @@ impl Gateway {
             room_id: String,
             action: Value,
         }
-        let submit = match request.parse::<Submit>("{\"roomId\": <string>, \"action\": <the game's action>}") {
+        let submit = match request
+            .parse::<Submit>("{\"roomId\": <string>, \"action\": <the game's action>}")
+        {
             Ok(submit) => submit,
             Err(error) => return request.refuse(&socket, error),
         };
@@ -691,18 +737,17 @@ impl Gateway {
             .act(&submit.room_id, &request.player, action)
             .await
         {
-            Ok(turn) => request.answer(&socket, "actionResult", &json!({ "success": true, "turn": turn })),
+            Ok(turn) => request.answer(
+                &socket,
+                "actionResult",
+                &json!({ "success": true, "turn": turn }),
+            ),
             Err(error) => request.refuse(&socket, error.into()),
         }
     }
 
     async fn get_view(&self, socket: SocketRef, request: Request) {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Get {
-            room_id: String,
-        }
-        let get = match request.parse::<Get>("{\"roomId\": <string>}") {
+        let get = match request.parse::<RoomRequest>(RoomRequest::SHAPE) {
             Ok(get) => get,
             Err(error) => return request.refuse(&socket, error),
         };
@@ -714,6 +759,17 @@ impl Gateway {
             Err(error) => request.refuse(&socket, error.into()),
         }
     }
+}
+
+/// A request about one room: `{roomId}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomRequest {
+    room_id: String,
+}
+
+impl RoomRequest {
+    const SHAPE: &str = "{\"roomId\": <string>}";
 }
 
 /// A fresh resume token: 256 random bits, hex.

@@ -14,7 +14,11 @@ use tracing_subscriber::EnvFilter;
 const BUILT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/rules");
 
 #[derive(Debug, Parser)]
-#[command(name = "gamehost", version, about = "A Socket.IO host for turn-based games whose rules are wasm modules")]
+#[command(
+    name = "gamehost",
+    version,
+    about = "A Socket.IO host for turn-based games whose rules are wasm modules"
+)]
 struct Args {
     /// Port for HTTP and Socket.IO.
     #[arg(long, env = "APP_PORT", default_value_t = 3030)]
@@ -86,7 +90,9 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let args = Args::parse();
     let addr = SocketAddr::new(args.bind, args.port);

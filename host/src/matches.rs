@@ -190,10 +190,7 @@ impl Matches {
 
     /// Starts a match between two paired players: sets it up with the game's active rules,
     /// stores it, seats both players' sockets in its room and tells them.
-    pub async fn start(
-        &self,
-        pair: [(QueueEntry, SocketId); 2],
-    ) -> Result<GameState, MatchError> {
+    pub async fn start(&self, pair: [(QueueEntry, SocketId); 2]) -> Result<GameState, MatchError> {
         let hub = &self.inner;
         let game = hub.settings.game.clone();
         let module = hub
@@ -249,7 +246,8 @@ impl Matches {
         hub.store.insert_match(record, state.clone());
         for (entry, socket) in &pair {
             hub.store.set_socket_room(socket, Some(room_id.clone()));
-            hub.store.update_session(&entry.id, |s| s.room_id = Some(room_id.clone()));
+            hub.store
+                .update_session(&entry.id, |s| s.room_id = Some(room_id.clone()));
             hub.outbox.join_room(&entry.id, &room_id).await;
         }
 
@@ -304,22 +302,46 @@ impl Matches {
     }
 
     /// A player's action; returns the turn after it.
-    pub async fn act(&self, room: &str, player: &str, action: Box<RawValue>) -> Result<u64, MatchError> {
+    pub async fn act(
+        &self,
+        room: &str,
+        player: &str,
+        action: Box<RawValue>,
+    ) -> Result<u64, MatchError> {
         let player = player.to_string();
-        self.ask(room, |done| Command::Act { player, action, done }).await
+        self.ask(room, |done| Command::Act {
+            player,
+            action,
+            done,
+        })
+        .await
     }
 
     /// The game state as `player` may see it, with its own view.
-    pub async fn view(&self, room: &str, player: &str) -> Result<(GameState, Box<RawValue>), MatchError> {
+    pub async fn view(
+        &self,
+        room: &str,
+        player: &str,
+    ) -> Result<(GameState, Box<RawValue>), MatchError> {
         let owned = player.to_string();
-        match self.ask(room, |done| Command::View { player: owned, done }).await {
+        match self
+            .ask(room, |done| Command::View {
+                player: owned,
+                done,
+            })
+            .await
+        {
             Err(MatchError::Finished) => self.finished_view(room, player).await,
             other => other,
         }
     }
 
     /// A finished match has no actor; its last state is still in the store.
-    async fn finished_view(&self, room: &str, player: &str) -> Result<(GameState, Box<RawValue>), MatchError> {
+    async fn finished_view(
+        &self,
+        room: &str,
+        player: &str,
+    ) -> Result<(GameState, Box<RawValue>), MatchError> {
         let game = self.inner.store.game(room).ok_or(MatchError::NoSuchRoom)?;
         if !game.has_player(player) {
             return Err(MatchError::NotInRoom);
@@ -335,9 +357,19 @@ impl Matches {
     }
 
     /// Overwrites the player's free-form client state (the original's `updatePlayerState`).
-    pub async fn set_player_state(&self, room: &str, player: &str, state: Value) -> Result<(), MatchError> {
+    pub async fn set_player_state(
+        &self,
+        room: &str,
+        player: &str,
+        state: Value,
+    ) -> Result<(), MatchError> {
         let player = player.to_string();
-        self.ask(room, |done| Command::PlayerState { player, state, done }).await
+        self.ask(room, |done| Command::PlayerState {
+            player,
+            state,
+            done,
+        })
+        .await
     }
 
     /// The player's socket went away; its grace period starts.
@@ -352,10 +384,19 @@ impl Matches {
     }
 
     /// The player is back on `socket`.
-    pub async fn reconnected(&self, room: &str, player: &str, socket: &str) -> Result<Resumed, MatchError> {
+    pub async fn reconnected(
+        &self,
+        room: &str,
+        player: &str,
+        socket: &str,
+    ) -> Result<Resumed, MatchError> {
         let (owned, socket) = (player.to_string(), socket.to_string());
         match self
-            .ask(room, |done| Command::Reconnected { player: owned, socket, done })
+            .ask(room, |done| Command::Reconnected {
+                player: owned,
+                socket,
+                done,
+            })
             .await
         {
             Err(MatchError::Finished) => {
@@ -512,17 +553,33 @@ impl Actor {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Act { player, action, done } => {
+            Command::Act {
+                player,
+                action,
+                done,
+            } => {
                 let _ = done.send(self.act(&player, action).await);
             }
             Command::View { player, done } => {
-                let _ = done.send(self.view(&player).await.map(|view| (self.game.clone(), view)));
+                let _ = done.send(
+                    self.view(&player)
+                        .await
+                        .map(|view| (self.game.clone(), view)),
+                );
             }
-            Command::PlayerState { player, state, done } => {
+            Command::PlayerState {
+                player,
+                state,
+                done,
+            } => {
                 let _ = done.send(self.set_player_state(&player, state).await);
             }
             Command::Disconnected { player, socket } => self.disconnected(&player, &socket).await,
-            Command::Reconnected { player, socket, done } => {
+            Command::Reconnected {
+                player,
+                socket,
+                done,
+            } => {
                 let _ = done.send(self.reconnected(&player, &socket).await);
             }
         }
@@ -557,7 +614,12 @@ impl Actor {
     /// Stores the next version of the game and, once stored, tells the players.
     async fn commit(&mut self, transition: Transition) {
         let mut next = self.game.clone();
-        let deadline = fold(&mut next, &transition, self.hub().settings.round_timeout, false);
+        let deadline = fold(
+            &mut next,
+            &transition,
+            self.hub().settings.round_timeout,
+            false,
+        );
         if !self.save(next) {
             return;
         }
@@ -631,7 +693,8 @@ impl Actor {
         if !self.save(next) {
             return;
         }
-        self.grace.insert(player.to_string(), Instant::now() + grace);
+        self.grace
+            .insert(player.to_string(), Instant::now() + grace);
 
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -664,7 +727,10 @@ impl Actor {
         if !self.save(next) {
             return Err(MatchError::Gone);
         }
-        self.hub().outbox.join_room(player, &self.game.room_id).await;
+        self.hub()
+            .outbox
+            .join_room(player, &self.game.room_id)
+            .await;
         if was_away {
             #[derive(Serialize)]
             #[serde(rename_all = "camelCase")]

@@ -97,10 +97,24 @@ mod tests {
         let mut queues = Queues::default();
         assert_eq!(queues.join(entry("a", 1)), Joined::Waiting);
         assert_eq!(queues.join(entry("b", 2)), Joined::Waiting);
-        assert_eq!(queues.join(entry("c", 1)), Joined::Paired { opponent: entry("a", 1) });
+        assert_eq!(
+            queues.join(entry("c", 1)),
+            Joined::Paired {
+                opponent: entry("a", 1)
+            }
+        );
         assert_eq!(queues.counts(), BTreeMap::from([(2, 1)]));
-        assert_eq!(queues.join(entry("d", -7)), Joined::Waiting, "any integer is a level");
-        assert_eq!(queues.join(entry("e", 2)), Joined::Paired { opponent: entry("b", 2) });
+        assert_eq!(
+            queues.join(entry("d", -7)),
+            Joined::Waiting,
+            "any integer is a level"
+        );
+        assert_eq!(
+            queues.join(entry("e", 2)),
+            Joined::Paired {
+                opponent: entry("b", 2)
+            }
+        );
         assert_eq!(queues.counts(), BTreeMap::from([(-7, 1)]));
     }
 
@@ -110,7 +124,11 @@ mod tests {
         assert_eq!(queues.join(entry("a", 3)), Joined::Waiting);
         assert_eq!(queues.join(entry("a", 3)), Joined::Waiting);
         assert_eq!(queues.counts(), BTreeMap::from([(3, 1)]));
-        assert_eq!(queues.join(entry("a", 4)), Joined::Waiting, "moves to level 4");
+        assert_eq!(
+            queues.join(entry("a", 4)),
+            Joined::Waiting,
+            "moves to level 4"
+        );
         assert_eq!(queues.counts(), BTreeMap::from([(4, 1)]));
     }
 
@@ -123,6 +141,9 @@ mod tests {
         assert_eq!(queues.join(entry("b", 1)), Joined::Waiting, "a is gone");
         queues.join(entry("c", 9));
         assert_eq!(queues.retain(|id| id != "b"), 1);
-        assert_eq!(queues.waiting().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(
+            queues.waiting().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
     }
 }

@@ -20,7 +20,9 @@ pub enum RulesError {
     },
     #[error("{path} was refused: {source}")]
     Refused { path: PathBuf, source: LoadError },
-    #[error("no rules module for the game {game:?} in {folder} (build them with `cargo xtask build-rules`)")]
+    #[error(
+        "no rules module for the game {game:?} in {folder} (build them with `cargo xtask build-rules`)"
+    )]
     MissingGame { game: String, folder: PathBuf },
 }
 

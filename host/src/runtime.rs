@@ -204,7 +204,7 @@ impl RulesEngine {
             .max_memory_size(limits.memory_bytes)
             // Reusing a slot zeroes this much by hand instead of returning it to the kernel,
             // which is faster for the small heaps rules modules use.
-            .linear_memory_keep_resident(1 << 20);
+            .linear_memory_keep_resident(0);
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

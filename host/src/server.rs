@@ -61,7 +61,14 @@ pub async fn start(listener: TcpListener, config: Config) -> Result<RunningServe
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let (ready_tx, ready_rx) = oneshot::channel();
-    let task = tokio::spawn(run_until(listener, config, async { let _ = stopped.await; }, Some(ready_tx)));
+    let task = tokio::spawn(run_until(
+        listener,
+        config,
+        async {
+            let _ = stopped.await;
+        },
+        Some(ready_tx),
+    ));
     match ready_rx.await {
         Ok(()) => Ok(RunningServer {
             addr,
@@ -69,7 +76,10 @@ pub async fn start(listener: TcpListener, config: Config) -> Result<RunningServe
             task,
         }),
         // The server failed before it was ready; its task says why.
-        Err(_) => Err(task.await.expect("the server task does not panic").err().expect("failed")),
+        Err(_) => Err(task
+            .await
+            .expect("the server task does not panic")
+            .expect_err("a server that never became ready failed")),
     }
 }
 

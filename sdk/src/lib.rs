@@ -179,6 +179,10 @@ macro_rules! export_game {
     ($game:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
+            #[global_allocator]
+            static GAMEHOST_ALLOCATOR: $crate::__private::Allocator =
+                $crate::__private::allocator();
+
             #[unsafe(no_mangle)]
             pub extern "C" fn gamehost_abi_version() -> u32 {
                 $crate::abi::ABI_VERSION
@@ -220,6 +224,106 @@ macro_rules! export_game {
 /// The glue [`export_game!`] expands to. Not part of the SDK's API.
 #[doc(hidden)]
 pub mod __private {
+    /// The allocator of a rules module: a bump allocator that never frees. An instance serves
+    /// one call and is then dropped with all its memory, so freeing would be wasted work. It
+    /// starts at the linker's `__heap_base` and uses the memory the module starts with before it
+    /// grows any (growing costs the host a system call), and it extends the newest allocation in
+    /// place, which is how a serialiser's output buffer grows. A module that allocates without
+    /// bound still meets the host's memory cap: growing fails and the allocation aborts.
+    #[cfg(target_arch = "wasm32")]
+    pub type Allocator = bump::Bump;
+
+    #[cfg(target_arch = "wasm32")]
+    pub const fn allocator() -> Allocator {
+        bump::Bump::new()
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    mod bump {
+        use core::alloc::{GlobalAlloc, Layout};
+        use core::arch::wasm32::{memory_grow, memory_size};
+        use core::cell::Cell;
+
+        const PAGE: usize = 65536;
+
+        unsafe extern "C" {
+            static __heap_base: u8;
+        }
+
+        pub struct Bump {
+            /// The first free byte; 0 until the first allocation.
+            next: Cell<usize>,
+            /// Where the newest allocation starts, so it can grow in place.
+            last: Cell<usize>,
+        }
+
+        // SAFETY: the ABI has no threads; a rules module runs on one.
+        unsafe impl Sync for Bump {}
+
+        impl Bump {
+            pub const fn new() -> Self {
+                Bump {
+                    next: Cell::new(0),
+                    last: Cell::new(0),
+                }
+            }
+
+            /// Makes sure memory reaches `end`; false if the host refuses to grow it.
+            fn reach(&self, end: usize) -> bool {
+                let size = memory_size(0) * PAGE;
+                if end <= size {
+                    return true;
+                }
+                let needed = (end - size).div_ceil(PAGE);
+                memory_grow(0, needed) != usize::MAX
+            }
+        }
+
+        unsafe impl GlobalAlloc for Bump {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let mut next = self.next.get();
+                if next == 0 {
+                    next = core::ptr::addr_of!(__heap_base) as usize;
+                }
+                let start = (next + layout.align() - 1) & !(layout.align() - 1);
+                let Some(end) = start.checked_add(layout.size()) else {
+                    return core::ptr::null_mut();
+                };
+                if !self.reach(end) {
+                    return core::ptr::null_mut();
+                }
+                self.next.set(end);
+                self.last.set(start);
+                start as *mut u8
+            }
+
+            unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                let start = ptr as usize;
+                if start == self.last.get() && start + layout.size() == self.next.get() {
+                    let Some(end) = start.checked_add(new_size) else {
+                        return core::ptr::null_mut();
+                    };
+                    if end <= self.next.get() || self.reach(end) {
+                        self.next.set(end.max(start));
+                        return ptr;
+                    }
+                    return core::ptr::null_mut();
+                }
+                // SAFETY: as `GlobalAlloc::realloc`'s default: a new block, then a copy.
+                unsafe {
+                    let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+                    let new = self.alloc(new_layout);
+                    if !new.is_null() {
+                        core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                    }
+                    new
+                }
+            }
+        }
+    }
+
     /// Reserves `len` bytes and leaks them: an instance serves one call and is then dropped by
     /// the host, which frees all of its memory at once.
     pub fn alloc(len: u32) -> u32 {

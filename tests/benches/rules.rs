@@ -50,6 +50,25 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    let input = serde_json::to_vec(&abi::ActionInput {
+        state: &*state,
+        player: "bob".to_string(),
+        action: &*action,
+    })
+    .unwrap();
+    group.bench_function("wasm-call-only", |b| {
+        b.iter_batched(
+            || module.instantiate().unwrap(),
+            |instance| {
+                black_box(
+                    instance
+                        .call(host::runtime::Operation::Action, &input, engine.limits())
+                        .unwrap(),
+                )
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
     group.bench_function("native-abi", |b| {
         b.iter(|| {
             let input = serde_json::to_vec(&abi::ActionInput {

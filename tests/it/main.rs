@@ -1,7 +1,13 @@
 //! End-to-end tests: real wasm modules built from `rules/` and `tests/fixtures/` by
-//! `cargo xtask build-rules`, run by the host's runtime.
+//! `cargo xtask build-rules`, the real server started in-process on port 0, and real Socket.IO
+//! clients (`rust_socketio`, and the official JavaScript `socket.io-client` run by node).
 
 mod support;
 
 mod rules_determinism;
 mod rules_hostile;
+mod server_bad_input;
+mod server_health;
+mod server_js_client;
+mod server_matchmaking;
+mod server_sessions;

@@ -95,7 +95,7 @@ fn choose(game: &Match<WizardBattle>, me: &str, round: u64, seed: u64) -> Box<Ra
     let index = state.wizards.iter().position(|w| w.id == me).unwrap() as u64;
     let wizard = &state.wizards[index as usize];
     let mix = round * 31 + index * 17 + seed;
-    if mix % 13 == 0 {
+    if mix.is_multiple_of(13) {
         return RawValue::from_string(r#"{"spell":"meteor","target":{"x":1,"y":1}}"#.into())
             .unwrap();
     }
@@ -109,7 +109,7 @@ fn choose(game: &Match<WizardBattle>, me: &str, round: u64, seed: u64) -> Box<Ra
         .iter()
         .find(|w| w.id != me && w.hp > 0 && !w.left);
     let target = match opponent {
-        Some(o) if mix % 3 != 0 => o.position,
+        Some(o) if !mix.is_multiple_of(3) => o.position,
         _ => wizard_battle::Cell {
             x: ((round * 3 + index * 5 + seed) % size) as i64,
             y: ((round * 7 + index) % size) as i64,

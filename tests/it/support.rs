@@ -2,7 +2,7 @@
 
 use host::runtime::{Limits, RulesEngine, RulesModule};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The workspace's `target/` folder, wherever cargo was told to put it.
@@ -53,4 +53,288 @@ pub fn wizard_battle(engine: &RulesEngine) -> RulesModule {
     engine
         .load(&module_bytes("rules", "wizard-battle"))
         .expect("wizard-battle loads")
+}
+
+// ---- A real server in-process, and real Socket.IO clients ----
+
+use futures_util::FutureExt;
+use host::config::Config;
+use host::server::RunningServer;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload};
+use serde_json::{Value, json};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Notify, oneshot};
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Starts a gamehost on a free port with the built rules, after `tweak` has its say.
+pub async fn server(tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+    let mut config = Config::new(target_dir().join("rules"));
+    config.instance_id = format!(
+        "test-{}-{}",
+        std::process::id(),
+        INSTANCE.fetch_add(1, Ordering::Relaxed)
+    );
+    config.runtime.concurrent_calls = 16;
+    tweak(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    host::server::start(listener, config)
+        .await
+        .expect("the server starts")
+}
+
+/// Every event a client received, in order, and a way to wait for more.
+#[derive(Default)]
+struct Inbox {
+    events: Mutex<Vec<(String, Value)>>,
+    arrived: Notify,
+}
+
+/// A player: a real Socket.IO client (`rust_socketio`) that records what it receives.
+pub struct Player {
+    client: Client,
+    inbox: Arc<Inbox>,
+    pub id: String,
+    pub token: String,
+    socket: String,
+}
+
+/// The first argument of an event.
+fn first_value(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if !values.is_empty() => values.swap_remove(0),
+        _ => Value::Null,
+    }
+}
+
+/// The first argument of an acknowledgement: `rust_socketio` hands over the whole argument
+/// array as one value.
+fn first_ack_value(payload: Payload) -> Value {
+    match first_value(payload) {
+        Value::Array(mut arguments) if !arguments.is_empty() => arguments.swap_remove(0),
+        other => other,
+    }
+}
+
+impl Player {
+    /// Connects without identity and waits for the session the server hands out.
+    pub async fn connect(server: &RunningServer) -> Player {
+        Player::connect_with(server, None)
+            .await
+            .expect("the connection is accepted")
+    }
+
+    /// Connects with a handshake `auth`; `Err` carries the server's refusal.
+    pub async fn connect_with(
+        server: &RunningServer,
+        auth: Option<Value>,
+    ) -> Result<Player, String> {
+        let inbox = Arc::new(Inbox::default());
+        let recorder = inbox.clone();
+        let mut builder = ClientBuilder::new(server.url())
+            .reconnect(false)
+            .on_any(move |event, payload, _| {
+                let recorder = recorder.clone();
+                async move {
+                    let name = match event {
+                        Event::Custom(name) => name,
+                        other => other.as_str().to_string(),
+                    };
+                    recorder
+                        .events
+                        .lock()
+                        .unwrap()
+                        .push((name, first_value(payload)));
+                    recorder.arrived.notify_waiters();
+                }
+                .boxed()
+            })
+            .on(Event::Error, {
+                let recorder = inbox.clone();
+                move |payload, _| {
+                    let recorder = recorder.clone();
+                    async move {
+                        let text = match payload {
+                            Payload::Text(values) => values
+                                .iter()
+                                .map(|v| v.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            #[allow(deprecated)]
+                            Payload::String(text) => text,
+                            Payload::Binary(_) => "binary".into(),
+                        };
+                        recorder
+                            .events
+                            .lock()
+                            .unwrap()
+                            .push(("error".into(), Value::String(text)));
+                        recorder.arrived.notify_waiters();
+                    }
+                    .boxed()
+                }
+            });
+        if let Some(auth) = auth {
+            builder = builder.auth(auth);
+        }
+        let client = builder.connect().await.map_err(|e| e.to_string())?;
+        let mut player = Player {
+            client,
+            inbox,
+            id: String::new(),
+            token: String::new(),
+            socket: String::new(),
+        };
+        let session = tokio::select! {
+            session = player.next("session") => session,
+            refusal = player.next("error") => return Err(refusal.as_str().unwrap_or_default().to_string()),
+        };
+        player.id = session["playerId"].as_str().unwrap().to_string();
+        player.token = session["resumeToken"].as_str().unwrap().to_string();
+        player.socket = session["socketId"].as_str().unwrap().to_string();
+        Ok(player)
+    }
+
+    /// The `n`th (1-based) `event` received, waiting for it if need be.
+    pub async fn nth(&self, event: &str, n: usize) -> Value {
+        let wait = async {
+            loop {
+                let arrived = self.inbox.arrived.notified();
+                if let Some(value) = self.received(event).into_iter().nth(n - 1) {
+                    return value;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{} never got {event} #{n}; got {:?}", self.id, self.names())
+            })
+    }
+
+    pub async fn next(&self, event: &str) -> Value {
+        self.nth(event, 1).await
+    }
+
+    /// Every `event` received so far.
+    pub fn received(&self, event: &str) -> Vec<Value> {
+        let events = self.inbox.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|(name, _)| name == event)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn count(&self, event: &str) -> usize {
+        self.received(event).len()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.inbox
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    pub async fn emit(&self, event: &str, data: Value) {
+        self.client
+            .emit(event, Payload::Text(vec![data]))
+            .await
+            .unwrap();
+    }
+
+    /// Emits with an acknowledgement and returns what the server acknowledged with.
+    pub async fn request(&self, event: &str, data: Value) -> Value {
+        let (tx, rx) = oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        self.client
+            .emit_with_ack(
+                event,
+                Payload::Text(vec![data]),
+                PATIENCE,
+                move |payload, _| {
+                    if let Some(tx) = tx.lock().unwrap().take() {
+                        let _ = tx.send(first_ack_value(payload));
+                    }
+                    async {}.boxed()
+                },
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(PATIENCE, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no acknowledgement for {event}"))
+            .unwrap()
+    }
+
+    pub async fn disconnect(self) {
+        self.client.disconnect().await.unwrap();
+    }
+
+    /// The id of the socket this player uses now.
+    pub fn socket_id(&self) -> &str {
+        &self.socket
+    }
+
+    /// The handshake auth that resumes this player.
+    pub fn resume_auth(&self) -> Value {
+        json!({ "playerId": self.id, "resumeToken": self.token })
+    }
+}
+
+/// Two players matched at `level`: `(first to queue, second, room id)`.
+pub async fn matched_pair(server: &RunningServer, level: i64) -> (Player, Player, String) {
+    let a = Player::connect(server).await;
+    let b = Player::connect(server).await;
+    assert_eq!(
+        a.request("joinMatchmaking", json!({ "level": level }))
+            .await,
+        Value::Null
+    );
+    let room = b
+        .request("joinMatchmaking", json!({ "level": level }))
+        .await;
+    let room = room
+        .as_str()
+        .expect("matched: the ack is the room id")
+        .to_string();
+    for player in [&a, &b] {
+        assert_eq!(player.next("matchFound").await["roomId"], room.as_str());
+    }
+    (a, b, room)
+}
+
+/// Lets in-flight events land before counting them.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// A plain HTTP GET/POST against the server, returning status and JSON body.
+pub async fn http(
+    server: &RunningServer,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = format!("{}{path}", server.url());
+    let mut request = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    };
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

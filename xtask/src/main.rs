@@ -2,7 +2,8 @@
 //!
 //! * `build-rules`: compile every rules crate under `rules/` to `target/rules/<name>.wasm`, and
 //!   every test fixture under `tests/fixtures/` to `target/fixtures/<name>.wasm`.
-//! * `test`: `build-rules`, then every test of the workspace. This is the README's test command.
+//! * `test`: `build-rules`, install the JavaScript Socket.IO client the tests use (`npm ci` in
+//!   `tests/js`), then every test of the workspace. This is the README's test command.
 //! * `run [ARGS...]`: `build-rules`, then the server (`gamehost ARGS...`) with the bundled rules.
 //! * `bench [ARGS...]`: `build-rules`, then the criterion benchmarks.
 //!
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         "build-rules" => build_rules(&root).map(|_| ()),
         "test" => {
             build_rules(&root)?;
+            install_js_client(&root)?;
             run(cargo()
                 .current_dir(&root)
                 .args(["test", "--workspace"])
@@ -58,7 +60,7 @@ fn main() -> Result<()> {
             build_rules(&root)?;
             run(cargo()
                 .current_dir(&root)
-                .args(["bench", "--package", "tests"])
+                .args(["bench", "--package", "tests", "--bench", "rules"])
                 .args(&rest))
         }
         _ => bail!(
@@ -98,6 +100,27 @@ fn output(command: &mut Command) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// Installs the official JavaScript Socket.IO client the tests drive (`tests/js`), exactly as
+/// `package-lock.json` pins it.
+fn install_js_client(root: &Path) -> Result<()> {
+    let folder = root.join("tests/js");
+    // npm writes its own record of an install here; packaged files keep their 1985 dates.
+    let installed = folder.join("node_modules/.package-lock.json");
+    let lock = folder.join("package-lock.json");
+    let fresh = match (installed.metadata(), lock.metadata()) {
+        (Ok(installed), Ok(lock)) => installed.modified()? >= lock.modified()?,
+        _ => false,
+    };
+    if fresh {
+        return Ok(());
+    }
+    eprintln!("    installing socket.io-client for the tests (npm ci)");
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&folder))
+    .context("the tests need Node.js and npm to install socket.io-client")
 }
 
 /// A crate to compile to wasm, and the folder its module goes to.

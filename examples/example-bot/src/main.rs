@@ -1,0 +1,195 @@
+//! A wizard-battle bot. Run a server (`cargo xtask run`), then:
+//!
+//! ```text
+//! cargo run -p example-bot -- --bots 2            # two bots play each other
+//! cargo run -p example-bot -- --level 3           # one bot waits at level 3 for you
+//! ```
+//!
+//! Each bot connects, queues at its level, and every round casts a random spell it may cast, at
+//! a random cell (it never knows where its opponent is), until the game is over. It prints what
+//! happens and exits with the result.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures_util::FutureExt;
+use rand::Rng;
+use rand::seq::IndexedRandom;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Parser)]
+#[command(about = "A wizard-battle bot for gamehost")]
+struct Args {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:3030")]
+    url: String,
+    /// The level to queue at.
+    #[arg(long, default_value_t = 1)]
+    level: i64,
+    /// How many bots to run (2 play each other).
+    #[arg(long, default_value_t = 1)]
+    bots: usize,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut bots = Vec::new();
+    for n in 0..args.bots {
+        let (url, level) = (args.url.clone(), args.level);
+        bots.push(tokio::spawn(async move {
+            play(format!("bot{n}"), url, level).await
+        }));
+    }
+    let deadline = Duration::from_secs(args.timeout_secs);
+    for bot in bots {
+        let finished = tokio::time::timeout(deadline, bot)
+            .await
+            .context("the game took too long")?;
+        let outcome = finished.context("a bot crashed")??;
+        println!("{outcome}");
+    }
+    Ok(())
+}
+
+/// Plays one game to its end; returns a line saying how it went.
+async fn play(name: String, url: String, level: i64) -> Result<String> {
+    let (tx, mut events) = mpsc::unbounded_channel::<(String, Value)>();
+    let client = ClientBuilder::new(url.as_str())
+        .reconnect(false)
+        .on_any(move |event, payload, _| {
+            let tx = tx.clone();
+            async move {
+                if let (Event::Custom(event), Payload::Text(mut values)) = (event, payload) {
+                    let data = if values.is_empty() {
+                        Value::Null
+                    } else {
+                        values.swap_remove(0)
+                    };
+                    let _ = tx.send((event, data));
+                }
+            }
+            .boxed()
+        })
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+
+    let mut me = String::new();
+    let mut room = String::new();
+    let mut last_view = Value::Null;
+    while let Some((event, data)) = events.recv().await {
+        match event.as_str() {
+            "session" => {
+                me = data["playerId"].as_str().unwrap_or_default().to_string();
+                println!("{name}: I am {me}; queueing at level {level}");
+                client
+                    .emit("joinMatchmaking", json!({ "level": level }))
+                    .await?;
+            }
+            "waiting" => println!("{name}: waiting for an opponent"),
+            "matchFound" => {
+                room = data["roomId"].as_str().unwrap_or_default().to_string();
+                println!("{name}: matched in room {room}");
+            }
+            "view" => {
+                last_view = data["view"].clone();
+                let view = &data["view"];
+                let you = &view["you"];
+                if you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null() {
+                    let action = choose(view);
+                    println!(
+                        "{name}: round {} at {} with {} hp, casting {action}",
+                        view["round"], you["position"], you["hp"]
+                    );
+                    submit(&client, &room, action).await?;
+                }
+            }
+            "gameEvent" if data["event"]["type"] == "roundResolved" => {
+                for effect in data["event"]["effects"].as_array().into_iter().flatten() {
+                    let source = effect["spell"].as_str().unwrap_or("poison");
+                    println!(
+                        "{name}:   {} {:+} ({source})",
+                        effect["target"], effect["change"]
+                    );
+                }
+            }
+            "serverError" => {
+                println!("{name}: server says {data}");
+                if data["event"] == "submitAction" && data["code"] != "game_over" {
+                    submit(&client, &room, choose(&last_view)).await?;
+                }
+            }
+            "gameOver" => {
+                let winners: Vec<&str> = data["winners"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                client.disconnect().await?;
+                return Ok(match winners.as_slice() {
+                    [] => format!("{name}: a draw"),
+                    w if w.contains(&me.as_str()) => format!("{name}: I won"),
+                    w => format!("{name}: {} won", w.join(", ")),
+                });
+            }
+            _ => {}
+        }
+    }
+    bail!("{name}: the server went away")
+}
+
+async fn submit(client: &Client, room: &str, action: Value) -> Result<()> {
+    client
+        .emit("submitAction", json!({ "roomId": room, "action": action }))
+        .await?;
+    Ok(())
+}
+
+/// A random spell this wizard may cast now, at a random cell that suits it.
+fn choose(view: &Value) -> Value {
+    let mut rng = rand::rng();
+    let size = view["map"].as_array().map_or(8, Vec::len) as i64;
+    let here = (
+        view["you"]["position"]["x"].as_i64().unwrap_or(0),
+        view["you"]["position"]["y"].as_i64().unwrap_or(0),
+    );
+    let valley = |x: i64, y: i64| {
+        view["map"][y as usize]
+            .as_str()
+            .is_some_and(|row| row.as_bytes().get(x as usize) == Some(&b'V'))
+    };
+    let ready: Vec<&str> = view["you"]["spells"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["readyIn"] == 0 && s["unlocked"] == true)
+        .filter_map(|s| s["spell"].as_str())
+        .collect();
+    let spell = *ready.choose(&mut rng).unwrap_or(&"teleport");
+    let cells: Vec<(i64, i64)> = (0..size)
+        .flat_map(|y| (0..size).map(move |x| (x, y)))
+        .collect();
+    let fits = |&(x, y): &(i64, i64)| match spell {
+        "teleport" => valley(x, y),
+        "dash" => valley(x, y) && (x - here.0).abs() + (y - here.1).abs() <= 3,
+        "rockThrow" => {
+            let (dx, dy) = (x - here.0, y - here.1);
+            (dx, dy) != (0, 0) && (dx == 0 || dy == 0 || dx.abs() == dy.abs())
+        }
+        _ => (x, y) != here,
+    };
+    let candidates: Vec<(i64, i64)> = cells.into_iter().filter(fits).collect();
+    let (x, y) = candidates
+        .get(rng.random_range(0..candidates.len().max(1)))
+        .copied()
+        .unwrap_or(here);
+    json!({ "spell": spell, "target": { "x": x, "y": y } })
+}
