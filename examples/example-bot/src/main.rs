@@ -84,6 +84,9 @@ async fn play(name: String, url: String, level: i64) -> Result<String> {
     let mut me = String::new();
     let mut room = String::new();
     let mut last_view = Value::Null;
+    // The round this bot has cast in: views also arrive when the opponent casts, and one cast a
+    // round is all the rules take.
+    let mut cast_in_round = None;
     while let Some((event, data)) = events.recv().await {
         match event.as_str() {
             "session" => {
@@ -102,7 +105,11 @@ async fn play(name: String, url: String, level: i64) -> Result<String> {
                 last_view = data["view"].clone();
                 let view = &data["view"];
                 let you = &view["you"];
-                if you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null() {
+                let round = view["round"].as_u64();
+                let open =
+                    you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null();
+                if open && cast_in_round != round {
+                    cast_in_round = round;
                     let action = choose(view);
                     println!(
                         "{name}: round {} at {} with {} hp, casting {action}",
@@ -122,7 +129,16 @@ async fn play(name: String, url: String, level: i64) -> Result<String> {
             }
             "serverError" => {
                 println!("{name}: server says {data}");
-                if data["event"] == "submitAction" && data["code"] != "game_over" {
+                // A refused spell (a rock that would not fly, say): try another one this round.
+                let retry = [
+                    "not_in_line",
+                    "blocked_cell",
+                    "out_of_range",
+                    "on_cooldown",
+                    "off_map",
+                ];
+                if data["event"] == "submitAction" && retry.iter().any(|code| data["code"] == *code)
+                {
                     submit(&client, &room, choose(&last_view)).await?;
                 }
             }
