@@ -113,6 +113,15 @@ pub struct Seat {
     pub level: i64,
 }
 
+impl From<(&str, i64)> for Seat {
+    fn from((id, level): (&str, i64)) -> Self {
+        Seat {
+            id: id.to_string(),
+            level,
+        }
+    }
+}
+
 /// Input of [`EXPORT_SETUP`]. `C` is the game's own match configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetupInput<C> {

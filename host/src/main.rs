@@ -59,6 +59,10 @@ struct Args {
     /// Rules calls that may run at once.
     #[arg(long, env = "RULES_CONCURRENCY", default_value_t = 128)]
     rules_concurrency: u32,
+    /// Redis to share state with other instances through. Not supported yet: the host says so
+    /// and runs standalone, in memory.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
     /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
     #[arg(long, env = "INSTANCE_ID")]
     instance_id: Option<String>,
@@ -95,6 +99,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.redis_url.as_deref().is_some_and(|url| !url.is_empty()) {
+        tracing::warn!(
+            "REDIS_URL is set, but this release cannot share state through Redis yet: \
+             running standalone, in memory"
+        );
+    }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -65,13 +65,7 @@ where
 {
     /// Starts a match with these `(id, level)` seats.
     pub fn start(seed: u64, players: &[(&str, i64)], config: G::Config) -> Result<Self, Rejection> {
-        let players: Vec<Seat> = players
-            .iter()
-            .map(|&(id, level)| Seat {
-                id: id.to_string(),
-                level,
-            })
-            .collect();
+        let players: Vec<Seat> = players.iter().copied().map(Seat::from).collect();
         let input = abi::SetupInput {
             seed,
             players,

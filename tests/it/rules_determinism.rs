@@ -17,13 +17,7 @@ struct Twin {
 impl Twin {
     fn start(module: RulesModule, seed: u64, players: &[(&str, i64)], config: Config) -> Twin {
         let native = Match::<WizardBattle>::start(seed, players, config.clone()).unwrap();
-        let seats: Vec<Seat> = players
-            .iter()
-            .map(|&(id, level)| Seat {
-                id: id.into(),
-                level,
-            })
-            .collect();
+        let seats: Vec<Seat> = players.iter().copied().map(Seat::from).collect();
         let input = abi::SetupInput {
             seed,
             players: seats,
