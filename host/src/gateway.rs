@@ -230,6 +230,7 @@ pub struct Gateway {
 }
 
 struct GatewayInner {
+    io: SocketIo,
     store: Arc<Store>,
     matches: Matches,
     outbox: Arc<dyn Outbox>,
@@ -239,6 +240,7 @@ struct GatewayInner {
 
 impl Gateway {
     pub fn new(
+        io: SocketIo,
         store: Arc<Store>,
         matches: Matches,
         outbox: Arc<dyn Outbox>,
@@ -247,6 +249,7 @@ impl Gateway {
     ) -> Self {
         Gateway {
             inner: Arc::new(GatewayInner {
+                io,
                 store,
                 matches,
                 outbox,
@@ -256,8 +259,19 @@ impl Gateway {
         }
     }
 
-    /// Serves the default namespace on `io`.
-    pub fn attach(&self, io: &SocketIo) {
+    /// The ids of the sockets connected to this instance now.
+    pub fn live_sockets(&self) -> std::collections::HashSet<String> {
+        self.inner
+            .io
+            .sockets()
+            .iter()
+            .map(|socket| socket.id.to_string())
+            .collect()
+    }
+
+    /// Serves the default namespace.
+    pub fn attach(&self) {
+        let io = &self.inner.io;
         let on_connect = {
             let gateway = self.clone();
             move |socket: SocketRef| {

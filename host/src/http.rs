@@ -9,6 +9,7 @@
 //! Admin endpoints need `Authorization: Bearer <ADMIN_TOKEN>` when a token is configured, and
 //! answer only loopback clients when none is.
 
+use crate::gateway::Gateway;
 use crate::matches::Matches;
 use crate::model::Status;
 use crate::store::Store;
@@ -18,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct HttpState {
     pub store: Arc<Store>,
     pub matches: Matches,
-    pub io: SocketIo,
+    pub gateway: Gateway,
     pub admin_token: Option<String>,
     pub instance_id: String,
     /// False once the instance stops taking players.
@@ -153,12 +153,7 @@ async fn cleanup(
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers, peer)?;
-    let live: HashSet<String> = state
-        .io
-        .sockets()
-        .iter()
-        .map(|socket| socket.id.to_string())
-        .collect();
+    let live = state.gateway.live_sockets();
     let cleaned = state.store.cleanup(|socket| live.contains(socket));
     tracing::info!(?cleaned, "cleanup");
     Ok(Json(json!({

@@ -120,20 +120,21 @@ async fn run_until(
             instance_id: config.instance_id.clone(),
         },
     );
-    Gateway::new(
+    let gateway = Gateway::new(
+        io.clone(),
         store.clone(),
         matches.clone(),
         outbox,
         config.client_limits.clone(),
         config.instance_id.clone(),
-    )
-    .attach(&io);
+    );
+    gateway.attach();
 
     let ready = Arc::new(AtomicBool::new(true));
     let app = http::router(HttpState {
         store: store.clone(),
         matches,
-        io: io.clone(),
+        gateway,
         admin_token: config.admin_token.clone(),
         instance_id: config.instance_id.clone(),
         ready: ready.clone(),
