@@ -64,8 +64,12 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn authorize(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), AppError> {
-    match &state.admin_token {
+fn authorize(
+    admin_token: &Option<String>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), AppError> {
+    match admin_token {
         Some(token) => {
             let presented = headers
                 .get(header::AUTHORIZATION)
@@ -152,7 +156,7 @@ async fn cleanup(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers, peer)?;
+    authorize(&state.admin_token, &headers, peer)?;
     let live = state.gateway.live_sockets();
     let cleaned = state.store.cleanup(|socket| live.contains(socket));
     tracing::info!(?cleaned, "cleanup");
@@ -165,4 +169,46 @@ async fn cleanup(
             "matches": cleaned.matches,
         }
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(authorization: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn admin_needs_the_token_when_one_is_set_and_loopback_when_not() {
+        let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let remote: SocketAddr = "203.0.113.7:9".parse().unwrap();
+        let token = Some("s3cret".to_string());
+
+        assert!(authorize(&token, &headers(Some("Bearer s3cret")), remote).is_ok());
+        assert!(matches!(
+            authorize(&token, &headers(Some("Bearer nope")), local),
+            Err(AppError::Unauthorized)
+        ));
+        assert!(matches!(
+            authorize(&token, &headers(Some("s3cret")), local),
+            Err(AppError::Unauthorized)
+        ));
+        assert!(matches!(
+            authorize(&token, &headers(None), local),
+            Err(AppError::Unauthorized)
+        ));
+
+        assert!(authorize(&None, &headers(None), local).is_ok());
+        assert!(authorize(&None, &headers(None), "[::1]:9".parse().unwrap()).is_ok());
+        assert!(matches!(
+            authorize(&None, &headers(Some("Bearer x")), remote),
+            Err(AppError::Forbidden)
+        ));
+    }
 }

@@ -215,3 +215,95 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Status;
+    use serde_json::value::RawValue;
+
+    fn game(room: &str, version: u64) -> GameState {
+        GameState {
+            room_id: room.into(),
+            players: Vec::new(),
+            game_data: RawValue::from_string("{}".into()).unwrap(),
+            turn: 1,
+            status: Status::Active,
+            created_at: 0,
+            updated_at: 0,
+            game: "g".into(),
+            module: "m".into(),
+            version,
+            winners: None,
+            round_ends_at: None,
+        }
+    }
+
+    fn record(room: &str) -> MatchRecord {
+        let entry = |id: &str| QueueEntry {
+            id: id.into(),
+            level: 1,
+        };
+        MatchRecord {
+            player1: entry("a"),
+            player2: entry("b"),
+            room_id: room.into(),
+        }
+    }
+
+    #[test]
+    fn a_write_based_on_an_old_version_is_refused() {
+        let store = Store::default();
+        store.insert_match(record("r"), game("r", 1));
+        store.replace_game(game("r", 2)).unwrap();
+        let stale = store.replace_game(game("r", 2));
+        assert_eq!(
+            stale,
+            Err(StoreError::Conflict {
+                room: "r".into(),
+                expected: 1,
+                found: 2
+            })
+        );
+        assert_eq!(store.game("r").unwrap().version, 2);
+        assert_eq!(
+            store.replace_game(game("x", 1)),
+            Err(StoreError::NoSuchGame("x".into()))
+        );
+    }
+
+    #[test]
+    fn cleanup_removes_only_what_nothing_live_backs() {
+        let store = Store::default();
+        for (socket, player, level) in [("s1", "p1", 1), ("s2", "p2", 2)] {
+            store.put_socket(SocketMapping {
+                socket_id: socket.into(),
+                instance_id: "i".into(),
+                room_id: None,
+                player_id: player.into(),
+            });
+            store.join_queue(QueueEntry {
+                id: player.into(),
+                level,
+            });
+        }
+        store.insert_match(record("gone"), game("gone", 1));
+        store.lock().games.remove("gone");
+        let cleaned = store.cleanup(|socket| socket == "s1");
+        assert_eq!(
+            cleaned,
+            Cleaned {
+                socket_mappings: 1,
+                queue_entries: 1,
+                matches: 1
+            }
+        );
+        assert_eq!(store.socket_count(), 1);
+        assert_eq!(store.queue_counts().values().sum::<usize>(), 1);
+        assert_eq!(
+            store.cleanup(|_| true).total(),
+            0,
+            "a second pass finds nothing"
+        );
+    }
+}
