@@ -16,6 +16,8 @@ pub struct Config {
     pub game: String,
     pub round_timeout: Duration,
     pub reconnect_grace: Duration,
+    /// How long a finished game stays readable (`getGameState`) before it is forgotten.
+    pub finished_game_retention: Duration,
     /// Required as a bearer token by admin endpoints; without it they answer loopback only.
     pub admin_token: Option<String>,
     pub client_limits: ClientLimits,
@@ -36,6 +38,7 @@ impl Config {
             game: "wizard-battle".into(),
             round_timeout: Duration::from_secs(30),
             reconnect_grace: Duration::from_secs(30),
+            finished_game_retention: Duration::from_secs(600),
             admin_token: None,
             client_limits: ClientLimits::default(),
             transport_max_payload: 1 << 20,

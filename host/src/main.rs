@@ -38,6 +38,9 @@ struct Args {
     /// How long a disconnected player has to come back before forfeiting.
     #[arg(long, env = "RECONNECT_GRACE_MS", default_value_t = 30_000)]
     reconnect_grace_ms: u64,
+    /// How long a finished game stays readable before it is forgotten.
+    #[arg(long, env = "FINISHED_GAME_RETENTION_MS", default_value_t = 600_000)]
+    finished_game_retention_ms: u64,
     /// Bearer token for admin endpoints; without it they answer loopback clients only.
     #[arg(long, env = "ADMIN_TOKEN")]
     admin_token: Option<String>,
@@ -75,6 +78,7 @@ impl Args {
         config.game = self.game;
         config.round_timeout = Duration::from_millis(self.round_timeout_ms);
         config.reconnect_grace = Duration::from_millis(self.reconnect_grace_ms);
+        config.finished_game_retention = Duration::from_millis(self.finished_game_retention_ms);
         config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.client_limits = ClientLimits {
             max_event_bytes: self.max_event_bytes,

@@ -142,7 +142,7 @@ async fn run_until(
     .layer(layer)
     .layer(CorsLayer::permissive());
 
-    let sweeper = tokio::spawn(expire_sessions(store.clone()));
+    let sweeper = tokio::spawn(sweep(store.clone(), config.finished_game_retention));
     tracing::info!(
         addr = %listener.local_addr()?,
         instance = config.instance_id,
@@ -168,13 +168,19 @@ async fn run_until(
     served.map_err(StartError::Io)
 }
 
-/// Forgets the sessions of players who stayed away past their grace period.
-async fn expire_sessions(store: Arc<Store>) {
+/// Forgets the sessions of players who stayed away past their grace period, and finished games
+/// nobody has looked at for `retention`.
+async fn sweep(store: Arc<Store>, retention: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        for session in store.expire_sessions(now_ms()) {
+        let now = now_ms();
+        for session in store.expire_sessions(now) {
             tracing::debug!(player = session.player_id, "session expired");
+        }
+        let pruned = store.prune_finished(now.saturating_sub(retention.as_millis() as u64));
+        if pruned > 0 {
+            tracing::debug!(pruned, "finished games forgotten");
         }
     }
 }

@@ -190,6 +190,17 @@ impl Store {
         expired
     }
 
+    /// Forgets finished games (and their match records) last changed before `cutoff_ms`;
+    /// returns how many.
+    pub fn prune_finished(&self, cutoff_ms: u64) -> usize {
+        let mut inner = self.lock();
+        let Inner { matches, games, .. } = &mut *inner;
+        let before = games.len();
+        games.retain(|_, g| g.status != Status::Finished || g.updated_at >= cutoff_ms);
+        matches.retain(|room, _| games.contains_key(room));
+        before - games.len()
+    }
+
     /// Removes what no live socket or game backs: mappings of sockets `is_live` does not know,
     /// queue entries of players without a live socket, and match records without a game.
     pub fn cleanup(&self, is_live: impl Fn(&SocketId) -> bool) -> Cleaned {
@@ -305,5 +316,27 @@ mod tests {
             0,
             "a second pass finds nothing"
         );
+    }
+
+    #[test]
+    fn finished_games_are_forgotten_after_their_retention() {
+        let store = Store::default();
+        let mut done = game("done", 1);
+        done.status = Status::Finished;
+        done.updated_at = 1_000;
+        store.insert_match(record("done"), done);
+        store.insert_match(record("live"), game("live", 1));
+        assert_eq!(
+            store.prune_finished(1_000),
+            0,
+            "not older than the cutoff yet"
+        );
+        assert_eq!(store.prune_finished(1_001), 1);
+        assert!(store.game("done").is_none());
+        assert!(
+            store.game("live").is_some(),
+            "running games stay, however old"
+        );
+        assert_eq!(store.match_count(), 1);
     }
 }
