@@ -1,5 +1,6 @@
-//! The Socket.IO gateway: **the only code that touches socketioxide.** It turns client events
-//! into calls on the store and the matches, and implements [`Outbox`] over Socket.IO rooms.
+//! The Socket.IO gateway: **the only code that handles Socket.IO events** (`server` merely builds
+//! socketioxide's layer). It turns client events into calls on the store and the matches, and
+//! implements [`Outbox`] over Socket.IO rooms.
 //!
 //! Conventions every event follows (see `docs/PROTOCOL.md`):
 //! * A request's answer goes to its acknowledgement when the client asked for one, and otherwise
@@ -231,6 +232,8 @@ pub struct Gateway {
 
 struct GatewayInner {
     io: SocketIo,
+    /// Every socket's rate limit, from `limits`.
+    quota: Quota,
     store: Arc<Store>,
     matches: Matches,
     outbox: Arc<dyn Outbox>,
@@ -250,6 +253,10 @@ impl Gateway {
         Gateway {
             inner: Arc::new(GatewayInner {
                 io,
+                quota: Quota::per_second(
+                    NonZeroU32::new(limits.events_per_second).unwrap_or(NonZeroU32::MIN),
+                )
+                .allow_burst(NonZeroU32::new(limits.burst).unwrap_or(NonZeroU32::MIN)),
                 store,
                 matches,
                 outbox,
@@ -347,12 +354,9 @@ impl Gateway {
         let socket_id = socket.id.to_string();
         let player = identity.player.clone();
         socket.join(player_room(&player));
-        let limits = &self.inner.limits;
-        let quota = Quota::per_second(NonZeroU32::new(limits.events_per_second.max(1)).unwrap())
-            .allow_burst(NonZeroU32::new(limits.burst.max(1)).unwrap());
         socket
             .extensions
-            .insert(Arc::new(RateLimiter::direct(quota)));
+            .insert(Arc::new(RateLimiter::direct(self.inner.quota)));
 
         self.store().put_socket(SocketMapping {
             socket_id: socket_id.clone(),
