@@ -27,9 +27,13 @@
 //!
 //! # One call
 //!
-//! 1. The host instantiates the module afresh. An instance serves exactly one call and is then
-//!    dropped, so the guest never needs to free memory and no call can see another's leftovers.
+//! 1. The host takes an instance of the module: a new one, or one whose previous call completed
+//!    normally. An instance whose call trapped or failed is never used again.
 //! 2. It calls [`EXPORT_ALLOC`] with the input's length and writes the input (UTF-8 JSON) there.
+//!    **Each call begins here**: from this point the guest must behave exactly as a fresh
+//!    instance would, carrying nothing over from an earlier call; everything it allocated for
+//!    earlier calls is free again. (The SDK resets its heap in this export, so the guest never
+//!    needs to free memory.)
 //! 3. It calls the operation's export with that address and length.
 //! 4. The export returns `(out_ptr << 32) | out_len` as an `i64`: the address and length of the
 //!    reply, a JSON [`Reply`], in guest memory.
@@ -172,14 +176,16 @@ pub struct Transition<S, V, E> {
     pub events: Vec<Event<E>>,
     /// Each seated player's view after this call. A view holds only what that player may see.
     pub views: Vec<PlayerView<V>>,
-    /// Set once the match is over.
+    /// Set once the match is over (absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
 }
 
 /// An event for clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event<E> {
-    /// `None`: everyone in the match. `Some(id)`: that player only.
+    /// Absent: everyone in the match. A player id: that player only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<PlayerId>,
     pub event: E,
 }

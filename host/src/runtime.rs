@@ -4,10 +4,13 @@
 //!   interruption, NaN canonicalisation for determinism), the epoch ticker thread that enforces
 //!   each call's time budget, and the cache of compiled modules keyed by their SHA-256.
 //! * [`RulesModule`] is one validated, compiled, pre-instantiated module. It is cheap to clone.
-//! * Every call gets a fresh instance from the pool (a few microseconds): a trap, a runaway loop
-//!   or a memory bomb in one call cannot leave anything behind for the next. Calls are pure
-//!   functions of their input: the caller keeps the match state it passed in until a call
-//!   succeeds, so a failed call leaves the stored state exactly as it was.
+//! * Calls are pure functions of their input: the caller keeps the match state it passed in
+//!   until a call succeeds, so a failed call leaves the stored state exactly as it was.
+//! * Instances come from the pooling allocator (a few microseconds each). An instance whose call
+//!   completed goes back to a small per-module idle list and serves a later call (the ABI makes
+//!   every call start afresh at `gamehost_alloc`, and the SDK resets its heap there). An instance
+//!   whose call failed in any way (trap, panic, timeout, memory cap, unusable reply) is dropped,
+//!   so nothing a misbehaving call did can reach the next one.
 //!
 //! The boundary itself (exports, messages, errors) is defined in the `abi` crate.
 
@@ -27,6 +30,9 @@ use wasmtime::{
 
 /// How often the epoch advances. A call's budget is rounded up to whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Idle instances kept per module.
+const IDLE_INSTANCES: usize = 4;
 
 /// What one call may use.
 #[derive(Debug, Clone)]
@@ -103,7 +109,7 @@ pub enum CallError {
     Instantiate(String),
 }
 
-/// One of the module's operation exports.
+/// One of the module's operation exports. The discriminants index [`Operation::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Setup,
@@ -325,6 +331,7 @@ impl RulesEngine {
 
         Ok(RulesModule {
             inner: Arc::new(ModuleInner {
+                idle: Mutex::new(Vec::new()),
                 engine: self.clone(),
                 pre,
                 sha256,
@@ -408,17 +415,21 @@ pub struct RulesModule {
 }
 
 struct ModuleInner {
+    /// Instances whose last call succeeded, ready for the next one.
+    idle: Mutex<Vec<Instance>>,
     engine: RulesEngine,
     pre: InstancePre<CallState>,
     sha256: [u8; 32],
 }
 
-/// A fresh instance, ready for one call.
+/// An instance of a module, ready for calls.
 pub struct Instance {
     store: Store<CallState>,
+    deadline_ticks: u64,
     memory: wasmtime::Memory,
     alloc: TypedFunc<u32, u32>,
-    instance: wasmtime::Instance,
+    /// The operation exports, in [`Operation::ALL`] order, looked up once.
+    operations: Vec<TypedFunc<(u32, u32), u64>>,
 }
 
 impl RulesModule {
@@ -447,21 +458,43 @@ impl RulesModule {
         let memory = instance
             .get_memory(&mut store, abi::EXPORT_MEMORY)
             .ok_or_else(|| CallError::Instantiate("no memory export".into()))?;
+        let unusable = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
         let alloc = instance
             .get_typed_func::<u32, u32>(&mut store, abi::EXPORT_ALLOC)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+            .map_err(unusable)?;
+        let operations = Operation::ALL
+            .iter()
+            .map(|op| instance.get_typed_func::<(u32, u32), u64>(&mut store, op.export()))
+            .collect::<Result<_, _>>()
+            .map_err(unusable)?;
         Ok(Instance {
+            deadline_ticks: self.inner.engine.inner.deadline_ticks,
             store,
             memory,
             alloc,
-            instance,
+            operations,
         })
     }
 
     /// Runs one operation on raw input bytes and returns the raw reply bytes.
     pub fn call_raw(&self, operation: Operation, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let limits = self.inner.engine.limits();
-        self.instantiate()?.call(operation, input, limits)
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let mut instance = match idle {
+            Some(instance) => instance,
+            None => self.instantiate()?,
+        };
+        let reply = instance.call(operation, input, limits)?;
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_INSTANCES {
+            idle.push(instance);
+        }
+        Ok(reply)
     }
 
     /// Starts a match.
@@ -548,20 +581,22 @@ pub fn decode_reply<T: DeserializeOwned>(reply: &[u8]) -> Result<T, CallError> {
 }
 
 impl Instance {
-    /// Runs one operation. The instance is consumed: an instance serves exactly one call.
+    /// Runs one operation. After an error, drop the instance: only an instance whose call
+    /// completed may serve another.
     pub fn call(
-        mut self,
+        &mut self,
         operation: Operation,
         input: &[u8],
         limits: &Limits,
     ) -> Result<Vec<u8>, CallError> {
         let store = &mut self.store;
+        store.set_epoch_deadline(self.deadline_ticks);
+        let state = store.data_mut();
+        state.panic_message = None;
+        state.memory.hit = false;
         let len = u32::try_from(input.len())
             .map_err(|_| CallError::BadInput("the input is larger than 4 GiB".into()))?;
-        let run = self
-            .instance
-            .get_typed_func::<(u32, u32), u64>(&mut *store, operation.export())
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let run = &self.operations[operation as usize];
         let ptr = self
             .alloc
             .call(&mut *store, len)
@@ -601,5 +636,17 @@ fn classify_trap(error: wasmtime::Error, store: &Store<CallState>, limits: &Limi
         CallError::Panicked(message.clone())
     } else {
         CallError::Trapped(format!("{error:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_index_their_own_exports() {
+        for operation in Operation::ALL {
+            assert_eq!(Operation::ALL[operation as usize], operation);
+        }
     }
 }

@@ -86,7 +86,9 @@ pub use rand::{Rng as RandomExt, RngCore};
 pub use rng::Rng;
 
 /// A game's rules. Every method is a pure function of its inputs: no I/O, no clock, and
-/// randomness only from [`Ctx::rng`].
+/// randomness only from [`Ctx::rng`]. Keep everything in `State`: no `static`s, no lazily
+/// initialised globals. The host reuses an instance for many calls and the SDK frees all memory
+/// at the start of each, so anything kept outside `State` would be lost or, worse, overwritten.
 pub trait Game {
     /// Per-match settings the host passes at setup. JSON `null` means `Default::default()`.
     type Config: DeserializeOwned + Default;
@@ -190,6 +192,7 @@ macro_rules! export_game {
 
             #[unsafe(no_mangle)]
             pub extern "C" fn gamehost_alloc(len: u32) -> u32 {
+                GAMEHOST_ALLOCATOR.begin_call($crate::__private::prepare);
                 $crate::__private::alloc(len)
             }
 
@@ -224,12 +227,12 @@ macro_rules! export_game {
 /// The glue [`export_game!`] expands to. Not part of the SDK's API.
 #[doc(hidden)]
 pub mod __private {
-    /// The allocator of a rules module: a bump allocator that never frees. An instance serves
-    /// one call and is then dropped with all its memory, so freeing would be wasted work. It
-    /// starts at the linker's `__heap_base` and uses the memory the module starts with before it
-    /// grows any (growing costs the host a system call), and it extends the newest allocation in
-    /// place, which is how a serialiser's output buffer grows. A module that allocates without
-    /// bound still meets the host's memory cap: growing fails and the allocation aborts.
+    /// The allocator of a rules module: a bump allocator that never frees one allocation but
+    /// frees everything at once when a call begins (`gamehost_alloc`): nothing outlives a call
+    /// (see the ABI). It uses the memory the module starts with before it grows any (growing
+    /// costs the host a system call), and it extends the newest allocation in place, which is how
+    /// a serialiser's output buffer grows. A module that allocates without bound still meets the
+    /// host's memory cap: growing fails and the allocation aborts.
     #[cfg(target_arch = "wasm32")]
     pub type Allocator = bump::Bump;
 
@@ -251,6 +254,9 @@ pub mod __private {
         }
 
         pub struct Bump {
+            /// Where every call's allocations start: above whatever the first call's preparation
+            /// allocated for good. 0 until then.
+            mark: Cell<usize>,
             /// The first free byte; 0 until the first allocation.
             next: Cell<usize>,
             /// Where the newest allocation starts, so it can grow in place.
@@ -263,9 +269,22 @@ pub mod __private {
         impl Bump {
             pub const fn new() -> Self {
                 Bump {
+                    mark: Cell::new(0),
                     next: Cell::new(0),
                     last: Cell::new(0),
                 }
+            }
+
+            /// Starts a call: everything allocated by earlier calls is free again. The first
+            /// time, `prepare` runs first, so what it allocates stays below the mark.
+            pub fn begin_call(&self, prepare: fn()) {
+                if self.mark.get() == 0 {
+                    prepare();
+                    let base = core::ptr::addr_of!(__heap_base) as usize;
+                    self.mark.set(self.next.get().max(base));
+                }
+                self.next.set(self.mark.get());
+                self.last.set(0);
             }
 
             /// Makes sure memory reaches `end`; false if the host refuses to grow it.
@@ -324,8 +343,15 @@ pub mod __private {
         }
     }
 
-    /// Reserves `len` bytes and leaks them: an instance serves one call and is then dropped by
-    /// the host, which frees all of its memory at once.
+    /// Runs once per instance, before the heap mark is taken: sets up everything the standard
+    /// library would otherwise allocate lazily, and for good, in the middle of some call.
+    pub fn prepare() {
+        install_panic_hook();
+        let _ = std::io::stdout();
+        let _ = std::thread::current();
+    }
+
+    /// Reserves `len` bytes for the call's input (the heap was just reset by the allocator).
     pub fn alloc(len: u32) -> u32 {
         let mut buffer = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(len as usize));
         buffer.as_mut_ptr() as usize as u32

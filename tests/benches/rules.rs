@@ -1,8 +1,11 @@
 //! How fast a round of wizard battle resolves through wasm, natively, and how fast an instance
 //! starts. Run with `cargo xtask bench` (builds the modules first).
 //!
-//! * `round/wasm`: the state in, a fresh instance, the action that resolves the round, the reply
-//!   decoded back into state, events and views: everything the host does for one round.
+//! * `round/wasm`: the state in, an instance (reused, as in the server), the action that
+//!   resolves the round, the reply decoded back into state, events and views: everything the
+//!   host does for one round.
+//! * `round/wasm-fresh-instance`: the same call on an instance that has never run, i.e. what a
+//!   call costs right after a module loads or after a failed call (instance creation excluded).
 //! * `round/native-abi`: the same bytes through the same SDK code compiled natively, so the
 //!   ratio of the two is the price of the sandbox.
 //! * `round/native-typed`: the rules alone on a typed state, for scale.
@@ -56,10 +59,10 @@ fn bench(c: &mut Criterion) {
         action: &*action,
     })
     .unwrap();
-    group.bench_function("wasm-call-only", |b| {
+    group.bench_function("wasm-fresh-instance", |b| {
         b.iter_batched(
             || module.instantiate().unwrap(),
-            |instance| {
+            |mut instance| {
                 black_box(
                     instance
                         .call(host::runtime::Operation::Action, &input, engine.limits())

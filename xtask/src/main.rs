@@ -29,8 +29,7 @@ const DEBIAN_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
-    // `cargo xtask run -- --port 4000`: the `--` is for us, not for the command we run.
-    let rest: Vec<String> = args.skip_while(|arg| arg == "--").collect();
+    let rest: Vec<String> = args.collect();
     let root = workspace_root()?;
     match command.as_str() {
         "build-rules" => build_rules(&root).map(|_| ()),
@@ -45,10 +44,12 @@ fn main() -> Result<()> {
         "run" => {
             build_rules(&root)?;
             // A debug build: it shares the tests' artefacts, so a newcomer waits for one build.
+            // `cargo xtask run -- --port 4000`: that `--` is already ours to add.
+            let server_args = rest.iter().skip_while(|arg| *arg == "--");
             run(cargo()
                 .current_dir(&root)
                 .args(["run", "--package", "host", "--bin", "gamehost", "--"])
-                .args(&rest))
+                .args(server_args))
         }
         "bench" => {
             build_rules(&root)?;

@@ -183,11 +183,11 @@ fn choose(view: &Value) -> Value {
             .is_some_and(|row| row.as_bytes().get(x as usize) == Some(&b'V'))
     };
     let ready: Vec<&str> = view["you"]["spells"]
-        .as_array()
+        .as_object()
         .into_iter()
         .flatten()
-        .filter(|s| s["readyIn"] == 0 && s["unlocked"] == true)
-        .filter_map(|s| s["spell"].as_str())
+        .filter(|(_, ready_in)| **ready_in == 0)
+        .map(|(spell, _)| spell.as_str())
         .collect();
     let spell = *ready.choose(&mut rng).unwrap_or(&"teleport");
     let cells: Vec<(i64, i64)> = (0..size)

@@ -249,7 +249,9 @@ pub struct Wizard {
     pub position: Cell,
     /// The first round in which each spell may be cast again.
     pub ready_at: BTreeMap<Spell, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poison: Option<Poison>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted: Option<Submitted>,
     pub left: bool,
 }
@@ -273,6 +275,7 @@ pub struct State {
     pub round: u64,
     pub wizards: Vec<Wizard>,
     /// Set when the game is over; empty is a draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winners: Option<Vec<String>>,
 }
 
@@ -351,6 +354,8 @@ pub struct View {
     pub map: Vec<String>,
     pub you: OwnView,
     pub opponents: Vec<OpponentView>,
+    /// Present once the game is over; empty is a draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winners: Option<Vec<String>>,
 }
 
@@ -364,19 +369,14 @@ pub struct OwnView {
     pub max_hp: i64,
     pub alive: bool,
     pub position: Cell,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poison: Option<Poison>,
+    /// The spell cast this round, until the round resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted: Option<Submitted>,
-    /// Every spell of this character, with the rounds until it can be cast (0 = now) and whether
-    /// the level allows it.
-    pub spells: Vec<SpellStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SpellStatus {
-    pub spell: Spell,
-    pub ready_in: u64,
-    pub unlocked: bool,
+    /// The spells this wizard's character and level allow, each with the rounds until it can be
+    /// cast again (0 = now).
+    pub spells: BTreeMap<Spell, u64>,
 }
 
 /// What a wizard knows of an opponent: never its position, poison or spell choice.
@@ -548,12 +548,11 @@ impl Game for WizardBattle {
                 submitted: me.submitted,
                 spells: Spell::ALL
                     .into_iter()
-                    .filter(|spell| spell.spec().class == me.class)
-                    .map(|spell| SpellStatus {
-                        spell,
-                        ready_in: me.ready_in(spell, state.round),
-                        unlocked: spell.spec().min_level.is_none_or(|min| me.level >= min),
+                    .filter(|spell| {
+                        let spec = spell.spec();
+                        spec.class == me.class && spec.min_level.is_none_or(|min| me.level >= min)
                     })
+                    .map(|spell| (spell, me.ready_in(spell, state.round)))
                     .collect(),
             },
             opponents: state

@@ -315,13 +315,12 @@ fn cooldowns_are_enforced_and_wear_off() {
     game.act("ann", &cast_at("fireball", far)).unwrap();
     game.act("bob", &cast_at("fireball", far)).unwrap();
     let view = game.view("ann");
-    let fireball = view
-        .you
-        .spells
-        .iter()
-        .find(|s| s.spell == Spell::Fireball)
-        .unwrap();
-    assert_eq!(fireball.ready_in, 1);
+    assert_eq!(view.you.spells[&Spell::Fireball], 1);
+    assert_eq!(view.you.spells[&Spell::Lightning], 0);
+    assert!(
+        !view.you.spells.contains_key(&Spell::Heal),
+        "level 1 does not allow heal"
+    );
     assert_eq!(
         rejected(&mut game, "ann", &cast_at("fireball", far)),
         "on_cooldown"
