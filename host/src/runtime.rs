@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use wasmtime::{
     Caller, Config, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre, Linker,
@@ -31,7 +31,7 @@ use wasmtime::{
 /// How often the epoch advances. A call's budget is rounded up to whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// Idle instances kept per module.
+/// Idle instances kept per module (and at most half the instance pool across all modules).
 const IDLE_INSTANCES: usize = 4;
 
 /// What one call may use.
@@ -154,7 +154,13 @@ struct EngineInner {
     linker: Linker<CallState>,
     limits: Limits,
     deadline_ticks: u64,
-    compiled: Mutex<HashMap<[u8; 32], RulesModule>>,
+    /// Modules compiled from each SHA-256, while anyone still holds them. Weak, so that a module
+    /// (which holds its engine) does not keep the engine alive in a cycle.
+    compiled: Mutex<HashMap<[u8; 32], Weak<ModuleInner>>>,
+    /// Idle instances across all modules, and how many may idle: each holds a slot of the
+    /// instance pool, and calls of other modules need slots too.
+    idle_total: AtomicUsize,
+    idle_cap: usize,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -236,6 +242,7 @@ impl RulesEngine {
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        let limits_concurrent = limits.concurrent_calls as usize;
         let deadline_ticks = limits
             .call_budget
             .as_micros()
@@ -248,6 +255,8 @@ impl RulesEngine {
                 limits,
                 deadline_ticks,
                 compiled: Mutex::new(HashMap::new()),
+                idle_total: AtomicUsize::new(0),
+                idle_cap: (limits_concurrent / 2).max(1),
                 ticker_stop,
             }),
         })
@@ -260,15 +269,17 @@ impl RulesEngine {
     /// Validates and compiles a module, or returns the one already compiled from the same bytes.
     pub fn load(&self, bytes: &[u8]) -> Result<RulesModule, LoadError> {
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(module) = self.compiled().get(&sha256) {
-            return Ok(module.clone());
+        if let Some(inner) = self.compiled().get(&sha256).and_then(Weak::upgrade) {
+            return Ok(RulesModule { inner });
         }
         let module = self.compile(bytes, sha256)?;
-        self.compiled().insert(sha256, module.clone());
+        let mut compiled = self.compiled();
+        compiled.retain(|_, module| module.strong_count() > 0);
+        compiled.insert(sha256, Arc::downgrade(&module.inner));
         Ok(module)
     }
 
-    fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], RulesModule>> {
+    fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<ModuleInner>>> {
         // A panic while holding this lock cannot leave the map half-updated.
         self.inner
             .compiled
@@ -422,6 +433,16 @@ struct ModuleInner {
     sha256: [u8; 32],
 }
 
+impl Drop for ModuleInner {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
+        self.engine
+            .inner
+            .idle_total
+            .fetch_sub(idle, Ordering::Relaxed);
+    }
+}
+
 /// An instance of a module, ready for calls.
 pub struct Instance {
     store: Store<CallState>,
@@ -445,6 +466,32 @@ impl RulesModule {
     /// Whether both handles share one compilation (true for every load of the same bytes).
     pub fn same_code_as(&self, other: &RulesModule) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_idle(&self) -> Option<Instance> {
+        let instance = self.idle().pop()?;
+        let engine = &self.inner.engine.inner;
+        engine.idle_total.fetch_sub(1, Ordering::Relaxed);
+        Some(instance)
+    }
+
+    /// Keeps an instance whose call completed, unless enough are idle already.
+    fn put_idle(&self, instance: Instance) {
+        let engine = &self.inner.engine.inner;
+        let mut idle = self.idle();
+        if idle.len() >= IDLE_INSTANCES {
+            return;
+        }
+        if engine.idle_total.fetch_add(1, Ordering::Relaxed) < engine.idle_cap {
+            idle.push(instance);
+        } else {
+            // The engine-wide cap is reached: let this one go.
+            engine.idle_total.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Starts a fresh instance from the pool.
@@ -479,21 +526,12 @@ impl RulesModule {
     /// Runs one operation on raw input bytes and returns the raw reply bytes.
     pub fn call_raw(&self, operation: Operation, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let limits = self.inner.engine.limits();
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
-        let mut instance = match idle {
+        let mut instance = match self.take_idle() {
             Some(instance) => instance,
             None => self.instantiate()?,
         };
         let reply = instance.call(operation, input, limits)?;
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_INSTANCES {
-            idle.push(instance);
-        }
+        self.put_idle(instance);
         Ok(reply)
     }
 

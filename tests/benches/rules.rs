@@ -5,7 +5,8 @@
 //!   resolves the round, the reply decoded back into state, events and views: everything the
 //!   host does for one round.
 //! * `round/wasm-fresh-instance`: the same call on an instance that has never run, i.e. what a
-//!   call costs right after a module loads or after a failed call (instance creation excluded).
+//!   call costs right after a module loads or after a failed call (creating the instance is not
+//!   timed; dropping it is).
 //! * `round/native-abi`: the same bytes through the same SDK code compiled natively, so the
 //!   ratio of the two is the price of the sandbox.
 //! * `round/native-typed`: the rules alone on a typed state, for scale.
