@@ -6,7 +6,7 @@
 //! * [`server`]: builds everything from a [`config::Config`] and serves it on a listener.
 //! * [`gateway`]: the Socket.IO events. The only module that touches socketioxide.
 //! * [`http`]: health, stats and cleanup endpoints (axum).
-//! * [`matches`]: authoritative matches, one actor task each.
+//! * [`matches`](mod@matches): authoritative matches, one actor task each.
 //! * [`matchmaking`]: queues by level, as plain data.
 //! * [`store`]: socket mappings, queues, matches, game states and sessions.
 //! * [`rules`]: which rules modules are loaded, by game and by version.

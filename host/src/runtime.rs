@@ -109,7 +109,7 @@ pub enum CallError {
     Instantiate(String),
 }
 
-/// One of the module's operation exports. The discriminants index [`Operation::ALL`].
+/// One of the module's operation exports. Its discriminant indexes `Operation::ALL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Setup,
