@@ -279,6 +279,15 @@ impl Matches {
             grace: HashMap::new(),
         };
         tokio::spawn(actor.run(receiver));
+
+        // A player whose socket closed while the match was being set up was not yet in it when
+        // its disconnection was handled: hand that disconnection to the match now.
+        for (entry, socket) in &pair {
+            let session_socket = hub.store.session(&entry.id).and_then(|s| s.socket_id);
+            if session_socket.as_deref() != Some(socket.as_str()) {
+                self.disconnected(&room_id, &entry.id, socket);
+            }
+        }
         Ok(state)
     }
 
