@@ -233,7 +233,7 @@ impl Matches {
             updated_at: now,
             game,
             module: module.sha256_hex(),
-            version: 0,
+            version: 1,
             winners: None,
             round_ends_at: None,
         };
@@ -443,8 +443,6 @@ fn fold(
     let turn_moved = starting || transition.turn != game.turn;
     game.game_data = transition.state.clone();
     game.turn = transition.turn;
-    game.version += 1;
-    game.updated_at = now_ms();
     if let Some(outcome) = &transition.outcome {
         game.status = Status::Finished;
         game.winners = Some(outcome.winners.clone());
@@ -639,9 +637,12 @@ impl Actor {
         self.hub().outbox.send(messages).await;
     }
 
-    /// Compare-and-set of the next version. The actor is the match's only writer, so a conflict
-    /// means something outside it wrote; the stored version wins and the change is dropped.
-    fn save(&mut self, next: GameState) -> bool {
+    /// Stores `next` as the version after the current one, by compare-and-set. The actor is the
+    /// match's only writer, so a conflict means something outside it wrote; the stored version
+    /// wins and the change is dropped.
+    fn save(&mut self, mut next: GameState) -> bool {
+        next.version = self.game.version + 1;
+        next.updated_at = now_ms();
         match self.hub().store.replace_game(next.clone()) {
             Ok(()) => {
                 self.game = next;
@@ -663,8 +664,6 @@ impl Actor {
         }
         let mut next = self.game.clone();
         next.slot_mut(player).expect("checked").state = state.clone();
-        next.version += 1;
-        next.updated_at = now_ms();
         if !self.save(next) {
             return Err(MatchError::Gone);
         }
@@ -697,8 +696,6 @@ impl Actor {
         let grace = self.hub().settings.reconnect_grace;
         let mut next = self.game.clone();
         next.slot_mut(player).expect("checked").connected = false;
-        next.version += 1;
-        next.updated_at = now_ms();
         if !self.save(next) {
             return;
         }
@@ -731,8 +728,6 @@ impl Actor {
         slot.socket_id = socket.to_string();
         slot.instance_id = self.hub().settings.instance_id.clone();
         slot.connected = true;
-        next.version += 1;
-        next.updated_at = now_ms();
         if !self.save(next) {
             return Err(MatchError::Gone);
         }
