@@ -27,6 +27,12 @@ pub struct Config {
     /// Packets buffered per socket before emits to it fail.
     pub socket_buffer: usize,
     pub runtime: Limits,
+    /// Redis to share state with other instances through; `None` runs alone, in memory.
+    pub redis_url: Option<String>,
+    /// Prepended to every Redis key and channel, so several fleets (or tests) share one Redis.
+    pub redis_prefix: String,
+    /// How long an instance's heartbeat lives: others reap a silent instance after this.
+    pub heartbeat_ttl: Duration,
 }
 
 impl Config {
@@ -44,6 +50,9 @@ impl Config {
             transport_max_payload: 1 << 20,
             socket_buffer: 1024,
             runtime: Limits::default(),
+            redis_url: None,
+            redis_prefix: String::new(),
+            heartbeat_ttl: Duration::from_secs(10),
         }
     }
 }

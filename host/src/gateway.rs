@@ -13,6 +13,7 @@
 use crate::matches::{Delivery, MatchError, Matches, Message, Outbox, To, payload};
 use crate::matchmaking::Joined;
 use crate::model::{PlayerId, QueueEntry, Session, SocketMapping, Status, now_ms};
+use crate::redis_store::pubsub::Bus;
 use crate::store::Store;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
@@ -20,13 +21,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::adapter::Emitter;
+use socketioxide::extract::{AckSender, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts};
 use socketioxide::socket::Socket;
 use std::convert::Infallible;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Limits on what one client may send.
@@ -50,6 +53,12 @@ impl Default for ClientLimits {
     }
 }
 
+/// socketioxide's Redis adapter over our [`Bus`]; with no Redis the bus delivers locally only,
+/// so a lone instance and a fleet run the same code.
+pub type HostAdapter = socketioxide_redis::CustomRedisAdapter<Emitter, Bus>;
+pub type Io = SocketIo<HostAdapter>;
+type Sock = socketioxide::extract::SocketRef<HostAdapter>;
+
 /// The room every socket of a player is in.
 pub fn player_room(player: &str) -> String {
     format!("player:{player}")
@@ -57,11 +66,11 @@ pub fn player_room(player: &str) -> String {
 
 /// Delivers match messages through Socket.IO rooms.
 pub struct SocketOutbox {
-    io: SocketIo,
+    io: Io,
 }
 
 impl SocketOutbox {
-    pub fn new(io: SocketIo) -> Self {
+    pub fn new(io: Io) -> Self {
         SocketOutbox { io }
     }
 }
@@ -70,21 +79,18 @@ impl Outbox for SocketOutbox {
     fn send(&self, messages: Vec<Message>) -> Delivery<'_> {
         Box::pin(async move {
             for message in messages {
-                let room = match &message.to {
-                    To::Player(player) => player_room(player),
-                    To::Room(room) => room.clone(),
+                let rooms: Vec<String> = match &message.to {
+                    To::Player(player) => vec![player_room(player)],
+                    To::Players(players) => players.iter().map(|p| player_room(p)).collect(),
                 };
-                if let Err(error) = self.io.to(room).emit(message.event, &message.payload).await {
+                if let Err(error) = self
+                    .io
+                    .to(rooms)
+                    .emit(message.event, &message.payload)
+                    .await
+                {
                     tracing::warn!(event = message.event, %error, "delivery failed");
                 }
-            }
-        })
-    }
-
-    fn join_room<'a>(&'a self, player: &'a str, room: &'a str) -> Delivery<'a> {
-        Box::pin(async move {
-            if let Err(error) = self.io.to(player_room(player)).join(room.to_string()).await {
-                tracing::warn!(player, room, %error, "could not join the room");
             }
         })
     }
@@ -176,12 +182,12 @@ struct Request {
     event: &'static str,
     player: PlayerId,
     data: Value,
-    incoming: Incoming<socketioxide::adapter::LocalAdapter>,
+    incoming: Incoming<HostAdapter>,
 }
 
 impl Request {
     /// Answers with `payload`: as the acknowledgement if one was asked for, else as `event`.
-    fn answer<T: Serialize>(self, socket: &SocketRef, event: &str, payload: &T) {
+    fn answer<T: Serialize>(self, socket: &Sock, event: &str, payload: &T) {
         if self.incoming.wants_ack {
             let _ = self.incoming.ack.send(payload);
         } else {
@@ -191,14 +197,14 @@ impl Request {
 
     /// Answers on `event` always, as the original did, and also through the acknowledgement
     /// when one was asked for.
-    fn answer_and_emit(self, socket: &SocketRef, event: &str, payload: &Value) {
+    fn answer_and_emit(self, socket: &Sock, event: &str, payload: &Value) {
         if self.incoming.wants_ack {
             let _ = self.incoming.ack.send(payload);
         }
         let _ = socket.emit(event, payload);
     }
 
-    fn refuse(self, socket: &SocketRef, error: ClientError) {
+    fn refuse(self, socket: &Sock, error: ClientError) {
         refuse(socket, self.event, self.incoming, error);
     }
 
@@ -208,12 +214,7 @@ impl Request {
     }
 }
 
-fn refuse(
-    socket: &SocketRef,
-    event: &str,
-    incoming: Incoming<socketioxide::adapter::LocalAdapter>,
-    error: ClientError,
-) {
+fn refuse(socket: &Sock, event: &str, incoming: Incoming<HostAdapter>, error: ClientError) {
     if incoming.wants_ack {
         let _ = incoming.ack.send(&error.answer());
     } else {
@@ -231,7 +232,7 @@ pub struct Gateway {
 }
 
 struct GatewayInner {
-    io: SocketIo,
+    io: Io,
     /// Every socket's rate limit, from `limits`.
     quota: Quota,
     store: Arc<Store>,
@@ -239,11 +240,13 @@ struct GatewayInner {
     outbox: Arc<dyn Outbox>,
     limits: ClientLimits,
     instance_id: String,
+    /// Set at shutdown: new sockets are refused.
+    draining: AtomicBool,
 }
 
 impl Gateway {
     pub fn new(
-        io: SocketIo,
+        io: Io,
         store: Arc<Store>,
         matches: Matches,
         outbox: Arc<dyn Outbox>,
@@ -262,6 +265,7 @@ impl Gateway {
                 outbox,
                 limits,
                 instance_id,
+                draining: AtomicBool::new(false),
             }),
         }
     }
@@ -276,24 +280,26 @@ impl Gateway {
             .collect()
     }
 
-    /// Serves the default namespace.
-    pub fn attach(&self) {
+    /// Serves the default namespace. With Redis, this subscribes to the adapter's channels.
+    pub async fn attach(&self) -> Result<(), String> {
         let io = &self.inner.io;
         let on_connect = {
             let gateway = self.clone();
-            move |socket: SocketRef| {
+            move |socket: Sock| {
                 let gateway = gateway.clone();
                 async move { gateway.connected(socket).await }
             }
         };
         let identify = {
             let gateway = self.clone();
-            move |socket: SocketRef, TryData(auth): TryData<Value>| {
+            move |socket: Sock, TryData(auth): TryData<Value>| {
                 let gateway = gateway.clone();
-                async move { gateway.identify(&socket, auth.unwrap_or(Value::Null)) }
+                async move { gateway.identify(&socket, auth.unwrap_or(Value::Null)).await }
             }
         };
-        io.ns("/", on_connect.with(identify));
+        io.ns("/", on_connect.with(identify))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn store(&self) -> &Store {
@@ -306,7 +312,12 @@ impl Gateway {
 
     /// Decides who a new socket is: the player whose valid resume token it presents, or a new
     /// player named after the socket (as the original did).
-    fn identify(&self, socket: &SocketRef, auth: Value) -> Result<(), Refused> {
+    async fn identify(&self, socket: &Sock, auth: Value) -> Result<(), Refused> {
+        if self.inner.draining.load(Ordering::Relaxed) {
+            return Err(Refused(
+                "this instance is shutting down; connect to another one".into(),
+            ));
+        }
         let claim = match auth {
             Value::Null => Claim {
                 player_id: None,
@@ -323,10 +334,12 @@ impl Gateway {
                 resumed: false,
             },
             (Some(player), Some(token)) => {
-                let valid = self
-                    .store()
-                    .session(&player)
-                    .is_some_and(|session| session.token_sha256 == sha256_hex(&token));
+                let session = self.store().session(&player).await.map_err(|e| {
+                    Refused(format!(
+                        "cannot check the resume token now ({e}); try again"
+                    ))
+                })?;
+                let valid = session.is_some_and(|s| s.token_sha256 == sha256_hex(&token));
                 if !valid {
                     return Err(Refused(
                         "unknown player or wrong resume token; connect without auth to start as a new player"
@@ -349,7 +362,16 @@ impl Gateway {
         Ok(())
     }
 
-    async fn connected(&self, socket: SocketRef) {
+    fn mapping(&self, socket: &str, player: &str, room: Option<String>) -> SocketMapping {
+        SocketMapping {
+            socket_id: socket.to_string(),
+            instance_id: self.inner.instance_id.clone(),
+            room_id: room,
+            player_id: player.to_string(),
+        }
+    }
+
+    async fn connected(&self, socket: Sock) {
         let identity: Identity = socket.extensions.get().expect("identify ran first");
         let socket_id = socket.id.to_string();
         let player = identity.player.clone();
@@ -357,30 +379,31 @@ impl Gateway {
         socket
             .extensions
             .insert(Arc::new(RateLimiter::direct(self.inner.quota)));
+        socket.extensions.insert(Arc::new(AtomicBool::new(false)));
 
-        self.store().put_socket(SocketMapping {
-            socket_id: socket_id.clone(),
-            instance_id: self.inner.instance_id.clone(),
-            room_id: None,
-            player_id: player.clone(),
-        });
-        let session = self
+        if let Err(error) = self
             .store()
-            .update_session(&player, |s| {
-                s.socket_id = Some(socket_id.clone());
-                s.expires_at = None;
-            })
-            .unwrap_or_else(|| {
-                let session = Session {
-                    player_id: player.clone(),
-                    token_sha256: sha256_hex(&identity.token),
-                    socket_id: Some(socket_id.clone()),
-                    room_id: None,
-                    expires_at: None,
-                };
-                self.store().put_session(session.clone());
-                session
-            });
+            .put_socket(&self.mapping(&socket_id, &player, None))
+            .await
+        {
+            tracing::warn!(socket = %socket_id, %error, "socket mapping not stored");
+        }
+        let fresh = Session {
+            player_id: player.clone(),
+            token_sha256: sha256_hex(&identity.token),
+            socket_id: Some(socket_id.clone()),
+            instance_id: Some(self.inner.instance_id.clone()),
+            room_id: None,
+            expires_at: None,
+        };
+        let session = match self.store().claim_session(&fresh, &socket_id).await {
+            Ok(session) => session,
+            Err(error) => {
+                // Playing on is possible; resuming this identity later may not be.
+                tracing::warn!(player, %error, "session not stored");
+                fresh
+            }
+        };
 
         self.register_handlers(&socket);
         let _ = socket.emit(
@@ -397,7 +420,7 @@ impl Gateway {
                 .await
             {
                 Ok(resumed) => {
-                    self.store().set_socket_room(&socket_id, Some(room.clone()));
+                    let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
                     socket.join(room.clone());
                     let turn = resumed.game.turn;
                     let ends = resumed.game.round_ends_at;
@@ -412,40 +435,111 @@ impl Gateway {
         }
     }
 
-    async fn disconnected(&self, socket: SocketRef) {
+    async fn disconnected(&self, socket: Sock) {
         let Some(identity) = socket.extensions.get::<Identity>() else {
             return;
         };
-        let socket_id = socket.id.to_string();
-        self.store().remove_socket(&socket_id);
-        let expires = now_ms() + self.grace().as_millis() as u64;
-        let mut was_current = false;
-        let session = self.store().update_session(&identity.player, |s| {
-            if s.socket_id.as_deref() == Some(socket_id.as_str()) {
-                was_current = true;
-                s.socket_id = None;
-                s.expires_at = Some(expires);
-            }
-        });
-        // A socket the player has already replaced no longer speaks for it.
-        if !was_current {
+        // Shutdown lets sockets go itself before closing them; each goes once.
+        let gone: Option<Arc<AtomicBool>> = socket.extensions.get();
+        if gone.is_some_and(|gone| gone.swap(true, Ordering::Relaxed)) {
             return;
         }
-        self.store().leave_queue(&identity.player);
-        if let Some(room) = session.and_then(|s| s.room_id) {
-            self.inner
-                .matches
-                .disconnected(&room, &identity.player, &socket_id);
-        }
-        tracing::debug!(socket = %socket_id, player = identity.player, "disconnected");
+        let socket_id = socket.id.to_string();
+        let instance = self.inner.instance_id.clone();
+        self.socket_gone(&socket_id, &identity.player, &instance)
+            .await;
     }
 
-    fn register_handlers(&self, socket: &SocketRef) {
+    /// A socket of `player` held by `instance` is gone (closed, or its instance died): forget
+    /// its mapping and, if it was the player's current socket, take the player out of the queue
+    /// and start its reconnection grace in its match.
+    pub async fn socket_gone(&self, socket_id: &str, player: &str, instance: &str) {
+        if let Err(error) = self.store().remove_socket(socket_id, instance).await {
+            tracing::warn!(socket = socket_id, %error, "socket mapping not removed");
+        }
+        let expires = now_ms() + self.grace().as_millis() as u64;
+        let session = match self
+            .store()
+            .release_session(player, socket_id, expires)
+            .await
+        {
+            Ok(Some(session)) => session,
+            // A socket the player has already replaced no longer speaks for it.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(player, %error, "session not released");
+                return;
+            }
+        };
+        if let Err(error) = self.store().leave_queue(player).await {
+            tracing::warn!(player, %error, "queue entry not removed");
+        }
+        if let Some(room) = session.room_id {
+            self.inner
+                .matches
+                .disconnected(&room, player, socket_id)
+                .await;
+        }
+        tracing::debug!(socket = socket_id, player, "disconnected");
+    }
+
+    /// Lets every socket of this instance go as if it had closed (mappings, queue entries,
+    /// grace in its match), so its players can resume elsewhere; then stops taking new ones.
+    pub async fn drain(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+        let sockets = self.inner.io.sockets();
+        let mut pending = Vec::new();
+        for socket in sockets {
+            let gateway = self.clone();
+            pending.push(tokio::spawn(
+                async move { gateway.disconnected(socket).await },
+            ));
+        }
+        for task in pending {
+            let _ = task.await;
+        }
+    }
+
+    /// Puts this instance's socket mappings and sessions back into the store, e.g. after Redis
+    /// came back without them.
+    pub async fn write_back(&self) {
+        for socket in self.inner.io.sockets() {
+            let Some(identity) = socket.extensions.get::<Identity>() else {
+                continue;
+            };
+            let socket_id = socket.id.to_string();
+            let room = self.inner.matches.local_room_of(&identity.player);
+            let mapping = self.mapping(&socket_id, &identity.player, room.clone());
+            let fresh = Session {
+                player_id: identity.player.clone(),
+                token_sha256: sha256_hex(&identity.token),
+                socket_id: Some(socket_id.clone()),
+                instance_id: Some(self.inner.instance_id.clone()),
+                room_id: room,
+                expires_at: None,
+            };
+            let stored = async {
+                self.store().put_socket(&mapping).await?;
+                self.store().claim_session(&fresh, &socket_id).await
+            };
+            if let Err(error) = stored.await {
+                tracing::warn!(socket = socket_id, %error, "write-back of a socket failed");
+                return;
+            }
+        }
+    }
+
+    /// Whether the instance still takes players.
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    fn register_handlers(&self, socket: &Sock) {
         self.on(socket, "joinMatchmaking", |g, s, r| async move {
             g.join_matchmaking(s, r).await
         });
         self.on(socket, "leaveMatchmaking", |g, s, r| async move {
-            g.leave_matchmaking(s, r)
+            g.leave_matchmaking(s, r).await
         });
         self.on(socket, "gameMessage", |g, s, r| async move {
             g.game_message(s, r).await
@@ -465,7 +559,7 @@ impl Gateway {
 
         let gateway = self.clone();
         socket.on_fallback(
-            move |socket: SocketRef,
+            move |socket: Sock,
                   incoming: Incoming<_>,
                   socketioxide::extract::Event(event): socketioxide::extract::Event| {
                 let gateway = gateway.clone();
@@ -485,7 +579,7 @@ impl Gateway {
             },
         );
         let gateway = self.clone();
-        socket.on_disconnect(move |socket: SocketRef| {
+        socket.on_disconnect(move |socket: Sock| {
             let gateway = gateway.clone();
             async move { gateway.disconnected(socket).await }
         });
@@ -493,15 +587,15 @@ impl Gateway {
 
     /// Registers a handler behind the checks every event passes: size, rate, and a payload that
     /// is JSON at all.
-    fn on<F, Fut>(&self, socket: &SocketRef, event: &'static str, handler: F)
+    fn on<F, Fut>(&self, socket: &Sock, event: &'static str, handler: F)
     where
-        F: Fn(Gateway, SocketRef, Request) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(Gateway, Sock, Request) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let gateway = self.clone();
         socket.on(
             event,
-            move |socket: SocketRef, incoming: Incoming<_>, TryData(data): TryData<Value>| {
+            move |socket: Sock, incoming: Incoming<_>, TryData(data): TryData<Value>| {
                 let (gateway, handler) = (gateway.clone(), handler.clone());
                 async move {
                     if let Err(error) = gateway.admit(&socket, &incoming) {
@@ -529,11 +623,7 @@ impl Gateway {
         );
     }
 
-    fn admit(
-        &self,
-        socket: &SocketRef,
-        incoming: &Incoming<socketioxide::adapter::LocalAdapter>,
-    ) -> Result<(), ClientError> {
+    fn admit(&self, socket: &Sock, incoming: &Incoming<HostAdapter>) -> Result<(), ClientError> {
         let limits = &self.inner.limits;
         if incoming.size > limits.max_event_bytes {
             return Err(ClientError::new(
@@ -557,25 +647,29 @@ impl Gateway {
         Ok(())
     }
 
-    /// The room the player is playing in, if it is in `room`.
-    fn check_member(
-        &self,
-        player: &str,
-        room: &str,
-    ) -> Result<crate::model::GameState, ClientError> {
-        let game = self.store().game(room).ok_or_else(|| {
-            ClientError::new("unknown_room", format!("there is no room {room:?}"))
-        })?;
-        if !game.has_player(player) {
+    /// Checks that `player` plays in `room`; returns the room's players.
+    async fn check_member(&self, player: &str, room: &str) -> Result<Vec<PlayerId>, ClientError> {
+        let members = self
+            .inner
+            .matches
+            .members(room)
+            .await
+            .map_err(|error| match error {
+                MatchError::NoSuchRoom => {
+                    ClientError::new("unknown_room", format!("there is no room {room:?}"))
+                }
+                other => ClientError::from(other),
+            })?;
+        if !members.iter().any(|p| p == player) {
             return Err(ClientError::new(
                 "not_in_room",
                 "you are not a player in this room",
             ));
         }
-        Ok(game)
+        Ok(members)
     }
 
-    async fn join_matchmaking(&self, socket: SocketRef, request: Request) {
+    async fn join_matchmaking(&self, socket: Sock, request: Request) {
         #[derive(Deserialize)]
         struct Join {
             level: i64,
@@ -591,44 +685,51 @@ impl Gateway {
             }
         };
         let player = request.player.clone();
-        let playing = self
-            .store()
-            .session(&player)
-            .and_then(|s| s.room_id)
-            .and_then(|room| self.store().game(&room))
-            .filter(|game| game.status != Status::Finished);
-        if let Some(game) = playing {
-            let error = ClientError::new(
-                "already_in_match",
-                format!("you are playing in room {}", game.room_id),
-            );
-            return request.refuse(&socket, error);
+        match self.playing(&player).await {
+            Ok(None) => {}
+            Ok(Some(room)) => {
+                let error = ClientError::new(
+                    "already_in_match",
+                    format!("you are playing in room {room}"),
+                );
+                return request.refuse(&socket, error);
+            }
+            Err(error) => return request.refuse(&socket, error),
         }
         let me = QueueEntry {
             id: player.clone(),
             level,
         };
-        let opponent = match self.store().join_queue(me.clone()) {
-            Joined::Waiting => None,
-            Joined::Paired { opponent } => {
-                let socket_id = self.store().session(&opponent.id).and_then(|s| s.socket_id);
-                match socket_id {
-                    Some(socket_id) => Some((opponent, socket_id)),
-                    None => {
-                        // The opponent left between queueing and now: wait for another one.
-                        self.store().join_queue(me.clone());
-                        None
-                    }
-                }
+        let instance = self.inner.instance_id.clone();
+        let opponent = loop {
+            let joined = match self.store().join_queue(&me, &instance).await {
+                Ok(joined) => joined,
+                Err(error) => return request.refuse(&socket, unavailable(error)),
+            };
+            let Joined::Paired { opponent } = joined else {
+                break None;
+            };
+            match self.store().session(&opponent.id).await {
+                Ok(Some(Session {
+                    socket_id: Some(socket_id),
+                    instance_id: Some(instance_id),
+                    ..
+                })) => break Some((opponent, socket_id, instance_id)),
+                // The opponent left between queueing and now: look again.
+                Ok(_) => continue,
+                Err(error) => return request.refuse(&socket, unavailable(error)),
             }
         };
         let Some(opponent) = opponent else {
             let _ = socket.emit("waiting", &json!({ "message": "Waiting for a match..." }));
             return request.answer(&socket, "joinMatchmaking", &Value::Null);
         };
-        let pair = [opponent, (me, socket.id.to_string())];
+        let pair = [opponent, (me, socket.id.to_string(), instance)];
         match self.inner.matches.start(pair).await {
-            Ok(game) => request.answer(&socket, "joinMatchmaking", &game.room_id),
+            Ok(game) => {
+                socket.join(game.room_id.clone());
+                request.answer(&socket, "joinMatchmaking", &game.room_id)
+            }
             Err(error) => {
                 tracing::error!(%error, "could not start a match");
                 request.refuse(&socket, error.into())
@@ -636,16 +737,30 @@ impl Gateway {
         }
     }
 
-    fn leave_matchmaking(&self, socket: SocketRef, request: Request) {
-        let left = self.store().leave_queue(&request.player);
-        request.answer(
-            &socket,
-            "matchmakingLeft",
-            &json!({ "success": true, "left": left }),
-        );
+    /// The room of the match `player` plays now, if any.
+    async fn playing(&self, player: &str) -> Result<Option<String>, ClientError> {
+        let session = self.store().session(player).await.map_err(unavailable)?;
+        let Some(room) = session.and_then(|s| s.room_id) else {
+            return Ok(None);
+        };
+        let game = self.store().game(&room).await.map_err(unavailable)?;
+        Ok(game
+            .filter(|game| game.status != Status::Finished)
+            .map(|game| game.room_id))
     }
 
-    async fn game_message(&self, socket: SocketRef, request: Request) {
+    async fn leave_matchmaking(&self, socket: Sock, request: Request) {
+        match self.store().leave_queue(&request.player).await {
+            Ok(left) => request.answer(
+                &socket,
+                "matchmakingLeft",
+                &json!({ "success": true, "left": left }),
+            ),
+            Err(error) => request.refuse(&socket, unavailable(error)),
+        }
+    }
+
+    async fn game_message(&self, socket: Sock, request: Request) {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct GameMessage {
@@ -658,9 +773,10 @@ impl Gateway {
                 Ok(message) => message,
                 Err(error) => return request.refuse(&socket, error),
             };
-        if let Err(error) = self.check_member(&request.player, &message.room_id) {
-            return request.refuse(&socket, error);
-        }
+        let members = match self.check_member(&request.player, &message.room_id).await {
+            Ok(members) => members,
+            Err(error) => return request.refuse(&socket, error),
+        };
         let body = payload(&json!({
             "roomId": message.room_id,
             "sender": request.player,
@@ -669,7 +785,7 @@ impl Gateway {
         self.inner
             .outbox
             .send(vec![Message::new(
-                To::Room(message.room_id),
+                To::Players(members),
                 "gameMessage",
                 body,
             )])
@@ -679,7 +795,7 @@ impl Gateway {
         }
     }
 
-    async fn update_player_state(&self, socket: SocketRef, request: Request) {
+    async fn update_player_state(&self, socket: Sock, request: Request) {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Update {
@@ -711,12 +827,12 @@ impl Gateway {
         request.answer_and_emit(&socket, "playerStateUpdated", &answer);
     }
 
-    async fn get_game_state(&self, socket: SocketRef, request: Request) {
+    async fn get_game_state(&self, socket: Sock, request: Request) {
         let get = match request.parse::<RoomRequest>(RoomRequest::SHAPE) {
             Ok(get) => get,
             Err(error) => return request.refuse(&socket, error),
         };
-        let result = match self.check_member(&request.player, &get.room_id) {
+        let result = match self.check_member(&request.player, &get.room_id).await {
             Ok(_) => self
                 .inner
                 .matches
@@ -735,7 +851,7 @@ impl Gateway {
         request.answer_and_emit(&socket, "gameState", &answer);
     }
 
-    async fn submit_action(&self, socket: SocketRef, request: Request) {
+    async fn submit_action(&self, socket: Sock, request: Request) {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Submit {
@@ -764,7 +880,7 @@ impl Gateway {
         }
     }
 
-    async fn get_view(&self, socket: SocketRef, request: Request) {
+    async fn get_view(&self, socket: Sock, request: Request) {
         let get = match request.parse::<RoomRequest>(RoomRequest::SHAPE) {
             Ok(get) => get,
             Err(error) => return request.refuse(&socket, error),
@@ -788,6 +904,14 @@ struct RoomRequest {
 
 impl RoomRequest {
     const SHAPE: &str = "{\"roomId\": <string>}";
+}
+
+fn unavailable(error: crate::store::StoreError) -> ClientError {
+    tracing::warn!(%error, "store request failed");
+    ClientError::new(
+        "unavailable",
+        "the game store is unreachable; try again shortly",
+    )
 }
 
 /// A fresh resume token: 256 random bits, hex.

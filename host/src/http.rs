@@ -11,8 +11,7 @@
 
 use crate::gateway::Gateway;
 use crate::matches::Matches;
-use crate::model::Status;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +32,8 @@ pub struct HttpState {
     pub instance_id: String,
     /// False once the instance stops taking players.
     pub ready: Arc<AtomicBool>,
+    /// Why Redis was not used although `REDIS_URL` asked for it.
+    pub redis_error: Option<String>,
 }
 
 /// Errors an HTTP handler can answer with.
@@ -42,6 +43,8 @@ pub enum AppError {
     Unauthorized,
     #[error("admin endpoints answer only local clients when no ADMIN_TOKEN is set")]
     Forbidden,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl IntoResponse for AppError {
@@ -49,6 +52,7 @@ impl IntoResponse for AppError {
         let status = match self {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -88,28 +92,35 @@ fn authorize(
 
 async fn health(State(state): State<HttpState>) -> Json<Value> {
     let store = &state.store;
-    let queued: usize = store.queue_counts().values().sum();
-    let active = store
-        .games()
-        .iter()
-        .filter(|(_, status)| *status == Status::Active)
-        .count();
-    Json(json!({
-        "status": "ok",
-        "mode": "standalone",
+    let queued = store
+        .queue_counts()
+        .await
+        .map(|c| c.values().sum::<usize>());
+    let active = store.active_game_count().await;
+    let sockets = store.socket_count().await;
+    let shared = store.is_shared();
+    let reachable = store.is_reachable();
+    let mode = if shared { "cluster" } else { "standalone" };
+    let mut body = json!({
+        "status": if reachable { "ok" } else { "degraded" },
+        "mode": mode,
         "instanceId": state.instance_id,
-        "redis": false,
-        "matchmaking": true,
-        "gameStates": true,
-        "socketMappings": true,
+        "redis": shared && reachable,
+        "matchmaking": queued.is_ok(),
+        "gameStates": active.is_ok(),
+        "socketMappings": sockets.is_ok(),
         "details": {
-            "redisConnection": false,
-            "matchmakingData": queued,
-            "activeGameStates": active,
-            "activeSocketMappings": store.socket_count(),
+            "redisConnection": shared && reachable,
+            "matchmakingData": queued.unwrap_or_default(),
+            "activeGameStates": active.unwrap_or_default(),
+            "activeSocketMappings": sockets.unwrap_or_default(),
             "activeRooms": state.matches.running().len(),
         }
-    }))
+    });
+    if let Some(error) = &state.redis_error {
+        body["redisError"] = json!(error);
+    }
+    Json(body)
 }
 
 async fn live() -> Json<Value> {
@@ -127,28 +138,30 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     }
 }
 
-async fn stats(State(state): State<HttpState>) -> Json<Value> {
+async fn stats(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
     let store = &state.store;
     let matchmaking: BTreeMap<String, usize> = store
         .queue_counts()
+        .await?
         .into_iter()
         .map(|(level, count)| (format!("level_{level}"), count))
         .collect();
-    let games = store.games();
-    let rooms: Vec<&String> = games.iter().map(|(room, _)| room).collect();
-    let by_instance = store.sockets_by_instance();
+    let rooms = store.game_rooms().await?;
+    let by_instance = store.sockets_by_instance().await?;
     let running = state.matches.running();
-    let instances: Vec<Value> = by_instance
+    let instances: Vec<Value> = store
+        .live_instances()
+        .await?
         .iter()
-        .map(|(id, sockets)| json!({ "instanceId": id, "sockets": sockets }))
+        .map(|i| json!({ "instanceId": i.id, "sockets": i.sockets }))
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "matchmaking": matchmaking,
-        "gameStates": { "total": games.len(), "rooms": rooms },
-        "socketMappings": { "total": store.socket_count(), "byInstance": by_instance },
+        "gameStates": { "total": rooms.len(), "rooms": rooms },
+        "socketMappings": { "total": store.socket_count().await?, "byInstance": by_instance },
         "rooms": { "total": running.len(), "active": running },
         "instances": instances,
-    }))
+    })))
 }
 
 async fn cleanup(
@@ -158,7 +171,7 @@ async fn cleanup(
 ) -> Result<Json<Value>, AppError> {
     authorize(&state.admin_token, &headers, peer)?;
     let live = state.gateway.live_sockets();
-    let cleaned = state.store.cleanup(|socket| live.contains(socket));
+    let cleaned = state.store.cleanup(&state.instance_id, &live).await?;
     tracing::info!(?cleaned, "cleanup");
     Ok(Json(json!({
         "cleaned": cleaned.total(),
@@ -167,6 +180,7 @@ async fn cleanup(
             "socketMappings": cleaned.socket_mappings,
             "queueEntries": cleaned.queue_entries,
             "matches": cleaned.matches,
+            "instances": cleaned.instances,
         }
     })))
 }

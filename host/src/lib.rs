@@ -8,17 +8,24 @@
 //! * [`http`]: health, stats and cleanup endpoints (axum).
 //! * [`matches`](mod@matches): authoritative matches, one actor task each.
 //! * [`matchmaking`]: queues by level, as plain data.
-//! * [`store`]: socket mappings, queues, matches, game states and sessions.
+//! * [`store`]: socket mappings, queues, matches, game states, sessions and the instance
+//!   registry, behind one interface: in memory, or shared through Redis.
+//! * [`redis_store`]: the Redis backend and the adapter's pub/sub. The only module that talks to
+//!   Redis.
+//! * [`cluster`]: heartbeat, reaping dead instances, following other instances' changes,
+//!   write-back after an outage, grace and retention sweeps.
 //! * [`rules`]: which rules modules are loaded, by game and by version.
 //! * [`runtime`]: loads, validates and calls rules modules. The only module that touches wasmtime.
 //! * [`model`]: the stored records, in the original backend's shapes.
 
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod matches;
 pub mod matchmaking;
 pub mod model;
+pub mod redis_store;
 pub mod rules;
 pub mod runtime;
 pub mod server;

@@ -62,10 +62,16 @@ struct Args {
     /// Rules calls that may run at once.
     #[arg(long, env = "RULES_CONCURRENCY", default_value_t = 128)]
     rules_concurrency: u32,
-    /// Redis to share state with other instances through. Not supported yet: the host says so
-    /// and runs standalone, in memory.
+    /// Redis to share state with other instances through (e.g. `redis://127.0.0.1:6379`).
+    /// Unset: standalone, in memory. Unreachable at start: standalone too, said by `/health`.
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// Prefix of every Redis key and channel this fleet uses.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "")]
+    redis_prefix: String,
+    /// How long an instance's heartbeat lives; a silent instance is reaped after this.
+    #[arg(long, env = "HEARTBEAT_TTL_MS", default_value_t = 10_000)]
+    heartbeat_ttl_ms: u64,
     /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
     #[arg(long, env = "INSTANCE_ID")]
     instance_id: Option<String>,
@@ -85,6 +91,9 @@ impl Args {
             events_per_second: self.events_per_second,
             burst: self.event_burst,
         };
+        config.redis_url = self.redis_url.filter(|url| !url.is_empty());
+        config.redis_prefix = self.redis_prefix;
+        config.heartbeat_ttl = Duration::from_millis(self.heartbeat_ttl_ms.max(300));
         config.runtime = Limits {
             call_budget: Duration::from_millis(self.rules_call_budget_ms),
             memory_bytes: self.rules_memory_mib << 20,
@@ -103,12 +112,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    if args.redis_url.as_deref().is_some_and(|url| !url.is_empty()) {
-        tracing::warn!(
-            "REDIS_URL is set, but this release cannot share state through Redis yet: \
-             running standalone, in memory"
-        );
-    }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

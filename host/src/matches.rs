@@ -1,17 +1,26 @@
-//! Authoritative matches. Each running match has one task (an actor) that owns it: every action,
-//! timeout, disconnection and reconnection of that match goes through the actor's queue, so they
-//! are applied one at a time in arrival order, whatever task or socket they came from.
+//! Authoritative matches. On each instance, every match it touches has one task (an actor): every
+//! action, timeout, disconnection and reconnection that reaches this instance for that match goes
+//! through the actor's queue, so they are applied one at a time in arrival order, whatever task or
+//! socket they came from.
 //!
-//! The actor calls the match's rules module (pinned by SHA-256 for the match's whole life), writes
-//! the new game state with a compare-and-set, and only then tells the players: each gets the
-//! rules' events meant for it and its own view, never another player's.
+//! Across instances the store is the arbiter: an actor holds the last game state it saw, computes
+//! the next one with the match's rules module (pinned by SHA-256), and writes it by
+//! compare-and-set on the version. If another instance wrote first, the actor reloads the stored
+//! state and computes again, so no update is lost and each transition is applied once. Only the
+//! writer of a transition tells the players about it: each gets the rules' events meant for it
+//! and its own view, never another player's, through the outbox (which reaches a player on
+//! whichever instance its socket is).
+//!
+//! If the shared store is unreachable, a match whose players are all on this instance goes on in
+//! memory and is written back when the store returns; a match with a player elsewhere refuses
+//! changes (`unavailable`) rather than split in two.
 
 use crate::model::{
     GameState, MatchRecord, PlayerId, PlayerSlot, QueueEntry, RoomId, SocketId, Status, now_ms,
 };
 use crate::rules::Rules;
 use crate::runtime::{CallError, RulesModule, Transition};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use abi::{Rejection, Seat};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,8 +38,8 @@ use tokio::time::Instant;
 pub enum To {
     /// Every socket of one player.
     Player(PlayerId),
-    /// Every socket in a match's room.
-    Room(RoomId),
+    /// Every socket of each of these players (each socket gets one copy).
+    Players(Vec<PlayerId>),
 }
 
 /// One event for clients.
@@ -55,8 +64,6 @@ pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 pub trait Outbox: Send + Sync + 'static {
     /// Delivers the messages in order: a player sees them in the order the match produced them.
     fn send(&self, messages: Vec<Message>) -> Delivery<'_>;
-    /// Puts every socket of `player` into `room`.
-    fn join_room<'a>(&'a self, player: &'a str, room: &'a str) -> Delivery<'a>;
 }
 
 /// Serialises an event payload once, for every recipient.
@@ -92,6 +99,10 @@ pub enum MatchError {
     Rules(CallError),
     #[error("the match is shutting down")]
     Gone,
+    #[error("the game store is unreachable; try again shortly")]
+    Unavailable,
+    #[error("the match kept changing under this request; try again")]
+    Busy,
 }
 
 impl MatchError {
@@ -103,7 +114,17 @@ impl MatchError {
             MatchError::Rejected(rejection) => &rejection.code,
             MatchError::NoRules(_) => "no_rules",
             MatchError::Rules(_) => "rules_failed",
-            MatchError::Gone => "unavailable",
+            MatchError::Gone | MatchError::Unavailable | MatchError::Busy => "unavailable",
+        }
+    }
+}
+
+impl From<StoreError> for MatchError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NoSuchGame(_) => MatchError::NoSuchRoom,
+            StoreError::Conflict { .. } => MatchError::Busy,
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) => MatchError::Unavailable,
         }
     }
 }
@@ -133,13 +154,20 @@ enum Command {
     Disconnected {
         player: PlayerId,
         socket: SocketId,
+        grace: Duration,
     },
     Reconnected {
         player: PlayerId,
         socket: SocketId,
         done: oneshot::Sender<Result<Resumed, MatchError>>,
     },
+    /// The player's reconnection grace ran out.
+    Forfeit { player: PlayerId },
+    /// Another instance stored this version.
+    Changed { version: u64 },
 }
+
+type Mailbox = mpsc::UnboundedSender<Command>;
 
 /// Starts matches and routes requests to their actors.
 #[derive(Clone)]
@@ -152,8 +180,18 @@ struct Hub {
     rules: Rules,
     outbox: Arc<dyn Outbox>,
     settings: MatchSettings,
-    actors: Mutex<HashMap<RoomId, mpsc::UnboundedSender<Command>>>,
+    actors: Mutex<HashMap<RoomId, Mailbox>>,
+    /// The players of every room this instance has seen. A room's players never change, so
+    /// this answers "who is in this room" without the store.
+    members: Mutex<HashMap<RoomId, Vec<PlayerId>>>,
 }
+
+/// How often an actor retries a change that raced with another instance before giving up.
+const MAX_ATTEMPTS: usize = 16;
+/// How often a match that went on while the store was away tries to write itself back.
+const WRITE_BACK_EVERY: Duration = Duration::from_millis(250);
+/// Rooms remembered in the membership cache before it starts afresh.
+const MEMBERS_CACHE_ROOMS: usize = 100_000;
 
 impl Matches {
     pub fn new(
@@ -169,6 +207,7 @@ impl Matches {
                 outbox,
                 settings,
                 actors: Mutex::default(),
+                members: Mutex::default(),
             }),
         }
     }
@@ -177,20 +216,66 @@ impl Matches {
         &self.inner.settings
     }
 
-    /// Rooms whose actor is running.
+    /// Rooms whose actor runs on this instance.
     pub fn running(&self) -> Vec<RoomId> {
         let mut rooms: Vec<RoomId> = self.actors().keys().cloned().collect();
         rooms.sort();
         rooms
     }
 
-    fn actors(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, mpsc::UnboundedSender<Command>>> {
+    fn actors(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Mailbox>> {
         self.inner.actors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a match between two paired players: sets it up with the game's active rules,
-    /// stores it, seats both players' sockets in its room and tells them.
-    pub async fn start(&self, pair: [(QueueEntry, SocketId); 2]) -> Result<GameState, MatchError> {
+    fn remember_members(&self, game: &GameState) {
+        let mut members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        if members.len() >= MEMBERS_CACHE_ROOMS {
+            members.clear();
+        }
+        members
+            .entry(game.room_id.clone())
+            .or_insert_with(|| game.players.iter().map(|p| p.id.clone()).collect());
+    }
+
+    /// The room of a match running here that `player` plays in, if any.
+    pub fn local_room_of(&self, player: &str) -> Option<RoomId> {
+        let rooms = self.running();
+        let members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        rooms.into_iter().find(|room| {
+            members
+                .get(room)
+                .is_some_and(|m| m.iter().any(|p| p == player))
+        })
+    }
+
+    /// The players of a room.
+    pub async fn members(&self, room: &str) -> Result<Vec<PlayerId>, MatchError> {
+        let cached = self
+            .inner
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(room)
+            .cloned();
+        if let Some(players) = cached {
+            return Ok(players);
+        }
+        let game = self
+            .inner
+            .store
+            .game(room)
+            .await?
+            .ok_or(MatchError::NoSuchRoom)?;
+        self.remember_members(&game);
+        Ok(game.players.iter().map(|p| p.id.clone()).collect())
+    }
+
+    /// Starts a match between two paired players, each given with its socket and the instance
+    /// holding that socket: sets it up with the game's active rules, stores it and tells them.
+    pub async fn start(
+        &self,
+        pair: [(QueueEntry, SocketId, String); 2],
+    ) -> Result<GameState, MatchError> {
         let hub = &self.inner;
         let game = hub.settings.game.clone();
         let module = hub
@@ -201,7 +286,7 @@ impl Matches {
         pair.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let seats: Vec<Seat> = pair
             .iter()
-            .map(|(entry, _)| Seat {
+            .map(|(entry, _, _)| Seat {
                 id: entry.id.clone(),
                 level: entry.level,
             })
@@ -214,10 +299,10 @@ impl Matches {
         let now = now_ms();
         let players = pair
             .iter()
-            .map(|(entry, socket)| PlayerSlot {
+            .map(|(entry, socket, instance)| PlayerSlot {
                 id: entry.id.clone(),
                 socket_id: socket.clone(),
-                instance_id: hub.settings.instance_id.clone(),
+                instance_id: instance.clone(),
                 state: Value::Object(Default::default()),
                 level: entry.level,
                 connected: true,
@@ -242,13 +327,18 @@ impl Matches {
             player2: pair[1].0.clone(),
             room_id: room_id.clone(),
         };
-        let round_deadline = fold(&mut state, &transition, hub.settings.round_timeout, true);
-        hub.store.insert_match(record, state.clone());
-        for (entry, socket) in &pair {
-            hub.store.set_socket_room(socket, Some(room_id.clone()));
-            hub.store
-                .update_session(&entry.id, |s| s.room_id = Some(room_id.clone()));
-            hub.outbox.join_room(&entry.id, &room_id).await;
+        fold(&mut state, &transition, hub.settings.round_timeout, true);
+        hub.store.insert_match(&record, &state).await?;
+        self.remember_members(&state);
+        for (entry, socket, _) in &pair {
+            // The match is stored: a failure here only leaves a mapping less precise.
+            let room = Some(room_id.as_str());
+            if let Err(error) = hub.store.set_session_room(&entry.id, room).await {
+                tracing::warn!(player = entry.id, %error, "session not updated");
+            }
+            if let Err(error) = hub.store.set_socket_room(socket, room).await {
+                tracing::warn!(socket, %error, "socket mapping not updated");
+            }
         }
 
         #[derive(Serialize)]
@@ -258,46 +348,80 @@ impl Matches {
             players: Vec<&'a QueueEntry>,
         }
         let found = Message::new(
-            To::Room(room_id.clone()),
+            To::Players(state.players.iter().map(|p| p.id.clone()).collect()),
             "matchFound",
             payload(&MatchFound {
                 room_id: &room_id,
-                players: pair.iter().map(|(entry, _)| entry).collect(),
+                players: pair.iter().map(|(entry, _, _)| entry).collect(),
             }),
         );
         let mut messages = vec![found];
         messages.extend(announcements(&state, &transition));
         hub.outbox.send(messages).await;
-
-        let (sender, receiver) = mpsc::unbounded_channel();
-        self.actors().insert(room_id.clone(), sender);
-        let actor = Actor {
-            matches: self.clone(),
-            module,
-            game: state.clone(),
-            round_deadline,
-            grace: HashMap::new(),
-        };
-        tokio::spawn(actor.run(receiver));
+        self.spawn_actor(module, state.clone());
 
         // A player whose socket closed while the match was being set up was not yet in it when
         // its disconnection was handled: hand that disconnection to the match now.
-        for (entry, socket) in &pair {
-            let session_socket = hub.store.session(&entry.id).and_then(|s| s.socket_id);
-            if session_socket.as_deref() != Some(socket.as_str()) {
-                self.disconnected(&room_id, &entry.id, socket);
+        for (entry, socket, _) in &pair {
+            let current = hub.store.session(&entry.id).await.ok().flatten();
+            if current.and_then(|s| s.socket_id).as_deref() != Some(socket.as_str()) {
+                self.disconnected(&room_id, &entry.id, socket).await;
             }
         }
         Ok(state)
     }
 
-    fn send(&self, room: &str, command: Command) -> Result<(), MatchError> {
-        let sender = self.actors().get(room).cloned();
-        match sender {
-            Some(sender) => sender.send(command).map_err(|_| MatchError::Gone),
-            None if self.inner.store.game(room).is_some() => Err(MatchError::Finished),
-            None => Err(MatchError::NoSuchRoom),
+    fn spawn_actor(&self, module: RulesModule, game: GameState) -> Mailbox {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.actors().insert(game.room_id.clone(), sender.clone());
+        let actor = Actor {
+            matches: self.clone(),
+            module,
+            stored_version: game.version,
+            game,
+            unsaved: false,
+        };
+        tokio::spawn(actor.run(receiver, sender.clone()));
+        sender
+    }
+
+    /// The actor of a running match on this instance, started from the stored state if this
+    /// instance has none yet.
+    async fn actor(&self, room: &str) -> Result<Mailbox, MatchError> {
+        if let Some(mailbox) = self.actors().get(room).filter(|m| !m.is_closed()) {
+            return Ok(mailbox.clone());
         }
+        let game = self
+            .inner
+            .store
+            .game(room)
+            .await?
+            .ok_or(MatchError::NoSuchRoom)?;
+        self.remember_members(&game);
+        if game.status == Status::Finished {
+            return Err(MatchError::Finished);
+        }
+        let module = self
+            .inner
+            .rules
+            .version(&game.module)
+            .ok_or_else(|| MatchError::NoRules(game.module.clone()))?;
+        if let Some(mailbox) = self.actors().get(room).filter(|m| !m.is_closed()) {
+            return Ok(mailbox.clone());
+        }
+        Ok(self.spawn_actor(module, game))
+    }
+
+    async fn send(&self, room: &str, command: Command) -> Result<(), MatchError> {
+        let mut command = command;
+        // An actor may be winding down just as the command arrives; a fresh one then takes it.
+        for _ in 0..2 {
+            match self.actor(room).await?.send(command) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(returned)) => command = returned,
+            }
+        }
+        Err(MatchError::Gone)
     }
 
     async fn ask<T>(
@@ -306,7 +430,7 @@ impl Matches {
         command: impl FnOnce(oneshot::Sender<Result<T, MatchError>>) -> Command,
     ) -> Result<T, MatchError> {
         let (done, answer) = oneshot::channel();
-        self.send(room, command(done))?;
+        self.send(room, command(done)).await?;
         answer.await.map_err(|_| MatchError::Gone)?
     }
 
@@ -351,7 +475,12 @@ impl Matches {
         room: &str,
         player: &str,
     ) -> Result<(GameState, Box<RawValue>), MatchError> {
-        let game = self.inner.store.game(room).ok_or(MatchError::NoSuchRoom)?;
+        let game = self
+            .inner
+            .store
+            .game(room)
+            .await?
+            .ok_or(MatchError::NoSuchRoom)?;
         if !game.has_player(player) {
             return Err(MatchError::NotInRoom);
         }
@@ -381,15 +510,33 @@ impl Matches {
         .await
     }
 
-    /// The player's socket went away; its grace period starts.
-    pub fn disconnected(&self, room: &str, player: &str, socket: &str) {
-        let _ = self.send(
-            room,
-            Command::Disconnected {
-                player: player.to_string(),
-                socket: socket.to_string(),
-            },
-        );
+    /// The player's socket went away; its grace period starts (the session store times it).
+    pub async fn disconnected(&self, room: &str, player: &str, socket: &str) {
+        let command = Command::Disconnected {
+            player: player.to_string(),
+            socket: socket.to_string(),
+            grace: self.inner.settings.reconnect_grace,
+        };
+        if let Err(error) = self.send(room, command).await {
+            tracing::debug!(room, player, %error, "disconnection not recorded in the match");
+        }
+    }
+
+    /// The player did not come back in time: it leaves its match.
+    pub async fn forfeit(&self, room: &str, player: &str) {
+        let command = Command::Forfeit {
+            player: player.to_string(),
+        };
+        if let Err(error) = self.send(room, command).await {
+            tracing::debug!(room, player, %error, "forfeit not applied");
+        }
+    }
+
+    /// Another instance stored `version` of a room; an actor here catches up.
+    pub fn changed_elsewhere(&self, room: &str, version: u64) {
+        if let Some(mailbox) = self.actors().get(room) {
+            let _ = mailbox.send(Command::Changed { version });
+        }
     }
 
     /// The player is back on `socket`.
@@ -432,28 +579,29 @@ async fn call<T: Send + 'static>(
     }
 }
 
-/// Writes a transition into the game state document; returns the new round deadline, if the
-/// round moved (or `starting`).
+/// Writes a transition into the game state document. The round clock restarts when the turn
+/// moves, or when `restart_clock` says so (a timeout that left the round open).
 fn fold(
     game: &mut GameState,
     transition: &Transition,
     round_timeout: Duration,
-    starting: bool,
-) -> Option<Instant> {
-    let turn_moved = starting || transition.turn != game.turn;
+    restart_clock: bool,
+) {
+    let turn_moved = transition.turn != game.turn;
     game.game_data = transition.state.clone();
     game.turn = transition.turn;
     if let Some(outcome) = &transition.outcome {
         game.status = Status::Finished;
         game.winners = Some(outcome.winners.clone());
         game.round_ends_at = None;
-        None
-    } else if turn_moved {
+    } else if turn_moved || restart_clock {
         game.round_ends_at = Some(now_ms() + round_timeout.as_millis() as u64);
-        Some(Instant::now() + round_timeout)
-    } else {
-        None
     }
+}
+
+/// Every player of a game.
+fn everyone(game: &GameState) -> To {
+    To::Players(game.players.iter().map(|p| p.id.clone()).collect())
 }
 
 /// What each player hears of a transition: the rules' events (each to its audience), then its
@@ -490,7 +638,7 @@ fn announcements(game: &GameState, transition: &Transition) -> Vec<Message> {
             event: &event.event,
         });
         let to = match &event.to {
-            None => To::Room(room.to_string()),
+            None => everyone(game),
             Some(player) => To::Player(player.clone()),
         };
         messages.push(Message::new(to, "gameEvent", body));
@@ -509,53 +657,86 @@ fn announcements(game: &GameState, transition: &Transition) -> Vec<Message> {
             room_id: room,
             winners: &outcome.winners,
         });
-        messages.push(Message::new(To::Room(room.to_string()), "gameOver", body));
+        messages.push(Message::new(everyone(game), "gameOver", body));
     }
     messages
 }
 
-/// The one task that owns a running match.
+/// A change an actor computed: the next game state and what to tell once it is stored.
+struct Change<T> {
+    next: GameState,
+    messages: Vec<Message>,
+    answer: T,
+}
+
+/// The task that owns a running match on this instance.
 struct Actor {
     matches: Matches,
     module: RulesModule,
+    /// The last state this actor saw or wrote.
     game: GameState,
-    round_deadline: Option<Instant>,
-    /// Disconnected players and when their grace runs out.
-    grace: HashMap<PlayerId, Instant>,
+    /// The version the store holds, as far as this actor knows.
+    stored_version: u64,
+    /// Changes went on in memory while the store was away and still have to be written back.
+    unsaved: bool,
 }
 
 impl Actor {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, me: Mailbox) {
         let room = self.game.room_id.clone();
-        while self.game.status != Status::Finished {
-            let next = self.next_deadline();
+        let mut write_back = tokio::time::interval(WRITE_BACK_EVERY);
+        while self.game.status != Status::Finished || self.unsaved {
+            let next = self.round_deadline();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await,
                     None => break,
                 },
-                _ = sleep_until(next), if next.is_some() => self.on_deadline().await,
+                _ = sleep_until(next), if next.is_some() && self.game.status != Status::Finished => {
+                    self.on_round_deadline().await
+                }
+                _ = write_back.tick(), if self.unsaved => self.write_back().await,
+            }
+            if !self.unsaved && !self.has_local_player() {
+                // The match's players are on other instances now; their actors carry it.
+                break;
             }
         }
-        self.matches.actors().remove(&room);
+        {
+            let mut actors = self.matches.actors();
+            if actors.get(&room).is_some_and(|m| m.same_channel(&me)) {
+                actors.remove(&room);
+            }
+        }
         // Answer whatever arrived meanwhile, so no caller waits forever.
         commands.close();
         while let Ok(command) = commands.try_recv() {
             self.handle(command).await;
         }
-        tracing::info!(room, winners = ?self.game.winners, "match over");
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.grace
-            .values()
-            .copied()
-            .chain(self.round_deadline)
-            .min()
+        if self.game.status == Status::Finished {
+            tracing::info!(room, winners = ?self.game.winners, "match over");
+        }
     }
 
     fn hub(&self) -> &Hub {
         &self.matches.inner
+    }
+
+    fn instance(&self) -> &str {
+        &self.hub().settings.instance_id
+    }
+
+    fn has_local_player(&self) -> bool {
+        self.game
+            .players
+            .iter()
+            .any(|p| p.instance_id == self.instance())
+    }
+
+    fn round_deadline(&self) -> Option<Instant> {
+        let ends_at = self.game.round_ends_at?;
+        let left = ends_at.saturating_sub(now_ms());
+        Some(Instant::now() + Duration::from_millis(left))
     }
 
     async fn handle(&mut self, command: Command) {
@@ -581,7 +762,11 @@ impl Actor {
             } => {
                 let _ = done.send(self.set_player_state(&player, state).await);
             }
-            Command::Disconnected { player, socket } => self.disconnected(&player, &socket).await,
+            Command::Disconnected {
+                player,
+                socket,
+                grace,
+            } => self.disconnected(&player, &socket, grace).await,
             Command::Reconnected {
                 player,
                 socket,
@@ -589,15 +774,152 @@ impl Actor {
             } => {
                 let _ = done.send(self.reconnected(&player, &socket).await);
             }
+            Command::Forfeit { player } => self.forfeit(&player).await,
+            Command::Changed { version } => {
+                if version > self.game.version && !self.unsaved {
+                    self.reload().await;
+                }
+            }
+        }
+    }
+
+    /// Reads the stored state. Returns false if the store could not be read.
+    async fn reload(&mut self) -> bool {
+        match self.hub().store.game(&self.game.room_id).await {
+            Ok(Some(stored)) => {
+                if stored.module != self.game.module
+                    && let Some(module) = self.hub().rules.version(&stored.module)
+                {
+                    self.module = module;
+                }
+                self.stored_version = stored.version;
+                self.game = stored;
+                true
+            }
+            Ok(None) => {
+                // Pruned or cleaned away: nothing is left to play.
+                self.game.status = Status::Finished;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(room = %self.game.room_id, %error, "could not reload the match");
+                false
+            }
+        }
+    }
+
+    /// Computes a change from the current state and stores it by compare-and-set; when another
+    /// instance wrote first, reloads and computes again. Tells the players once it is stored.
+    async fn change<T, F, Fut>(&mut self, mut compute: F) -> Result<T, MatchError>
+    where
+        F: FnMut(GameState, RulesModule, MatchSettings) -> Fut,
+        Fut: Future<Output = Result<Option<Change<T>>, MatchError>>,
+        T: Default,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let settings = self.hub().settings.clone();
+            let Some(change) = compute(self.game.clone(), self.module.clone(), settings).await?
+            else {
+                return Ok(T::default());
+            };
+            let mut next = change.next;
+            next.version = self.game.version + 1;
+            next.updated_at = now_ms();
+            match self.store(&next).await {
+                Ok(()) => {
+                    self.stored_version = next.version;
+                    self.unsaved = false;
+                }
+                Err(StoreError::Conflict { .. }) if !self.unsaved => {
+                    if !self.reload().await {
+                        return Err(MatchError::Unavailable);
+                    }
+                    if self.game.status == Status::Finished {
+                        return Err(MatchError::Finished);
+                    }
+                    continue;
+                }
+                Err(StoreError::Unavailable(_)) if self.all_players_local() => {
+                    // Nobody elsewhere can change this match meanwhile: go on in memory.
+                    self.unsaved = true;
+                }
+                Err(error) => {
+                    tracing::warn!(room = %self.game.room_id, %error, "change not stored");
+                    return Err(MatchError::Unavailable);
+                }
+            }
+            self.game = next;
+            self.hub().outbox.send(change.messages).await;
+            return Ok(change.answer);
+        }
+        Err(MatchError::Busy)
+    }
+
+    fn all_players_local(&self) -> bool {
+        self.game
+            .players
+            .iter()
+            .all(|p| p.instance_id == self.instance())
+    }
+
+    /// Stores `next` by compare-and-set on the version the store holds. A store that lost the
+    /// match altogether (Redis came back empty) gets it back whole: this copy is the newest.
+    async fn store(&self, next: &GameState) -> Result<(), StoreError> {
+        let store = &self.hub().store;
+        match store.replace_game(next, self.stored_version).await {
+            Err(StoreError::NoSuchGame(_)) => {
+                tracing::warn!(room = %next.room_id, "the store lost this match; restoring it");
+                let entry = |slot: &PlayerSlot| QueueEntry {
+                    id: slot.id.clone(),
+                    level: slot.level,
+                };
+                let (Some(first), Some(last)) = (next.players.first(), next.players.last()) else {
+                    return Err(StoreError::NoSuchGame(next.room_id.clone()));
+                };
+                let record = MatchRecord {
+                    player1: entry(first),
+                    player2: entry(last),
+                    room_id: next.room_id.clone(),
+                };
+                store.insert_match(&record, next).await
+            }
+            other => other,
+        }
+    }
+
+    /// Writes back what changed while the store was away.
+    async fn write_back(&mut self) {
+        let game = self.game.clone();
+        match self.store(&game).await {
+            Ok(()) => {
+                tracing::info!(room = %self.game.room_id, version = self.game.version, "match written back");
+                self.stored_version = self.game.version;
+                self.unsaved = false;
+            }
+            Err(StoreError::Unavailable(_)) => {}
+            Err(error) => {
+                // Someone else changed the stored match meanwhile (only possible if it had a
+                // player elsewhere after all): the stored one wins.
+                tracing::error!(room = %self.game.room_id, %error, "write-back refused; taking the stored match");
+                self.unsaved = false;
+                self.reload().await;
+            }
         }
     }
 
     async fn act(&mut self, player: &str, action: Box<RawValue>) -> Result<u64, MatchError> {
-        self.check_player(player)?;
-        let (state, who) = (self.game.game_data.clone(), player.to_string());
-        let transition = call(&self.module, move |m| m.action(&state, &who, &action)).await?;
-        self.commit(transition).await;
-        Ok(self.game.turn)
+        let player = player.to_string();
+        self.change(|game, module, settings| {
+            let (player, action) = (player.clone(), action.clone());
+            async move {
+                check_player(&game, &player)?;
+                let state = game.game_data.clone();
+                let transition = call(&module, move |m| m.action(&state, &player, &action)).await?;
+                Ok(Some(transitioned(game, &transition, &settings, false)))
+            }
+        })
+        .await
+        .map(|()| self.game.turn)
     }
 
     async fn view(&self, player: &str) -> Result<Box<RawValue>, MatchError> {
@@ -608,199 +930,208 @@ impl Actor {
         call(&self.module, move |m| m.view(&state, &who)).await
     }
 
-    fn check_player(&self, player: &str) -> Result<(), MatchError> {
-        if self.game.status == Status::Finished {
-            return Err(MatchError::Finished);
-        }
-        if !self.game.has_player(player) {
-            return Err(MatchError::NotInRoom);
-        }
-        Ok(())
-    }
-
-    /// Stores the next version of the game and, once stored, tells the players.
-    async fn commit(&mut self, transition: Transition) {
-        let mut next = self.game.clone();
-        let deadline = fold(
-            &mut next,
-            &transition,
-            self.hub().settings.round_timeout,
-            false,
-        );
-        if !self.save(next) {
-            return;
-        }
-        if deadline.is_some() || self.game.status == Status::Finished {
-            self.round_deadline = deadline;
-        }
-        let messages = announcements(&self.game, &transition);
-        self.hub().outbox.send(messages).await;
-    }
-
-    /// Stores `next` as the version after the current one, by compare-and-set. The actor is the
-    /// match's only writer, so a conflict means something outside it wrote; the stored version
-    /// wins and the change is dropped.
-    fn save(&mut self, mut next: GameState) -> bool {
-        next.version = self.game.version + 1;
-        next.updated_at = now_ms();
-        match self.hub().store.replace_game(next.clone()) {
-            Ok(()) => {
-                self.game = next;
-                true
-            }
-            Err(error) => {
-                tracing::error!(room = %self.game.room_id, %error, "game state not saved");
-                if let Some(stored) = self.hub().store.game(&self.game.room_id) {
-                    self.game = stored;
-                }
-                false
-            }
-        }
-    }
-
     async fn set_player_state(&mut self, player: &str, state: Value) -> Result<(), MatchError> {
-        if !self.game.has_player(player) {
-            return Err(MatchError::NotInRoom);
-        }
-        let mut next = self.game.clone();
-        next.slot_mut(player).expect("checked").state = state.clone();
-        if !self.save(next) {
-            return Err(MatchError::Gone);
-        }
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Updated<'a> {
-            player_id: &'a str,
-            state: &'a Value,
-        }
-        let body = payload(&Updated {
-            player_id: player,
-            state: &state,
-        });
-        let to = To::Room(self.game.room_id.clone());
-        self.hub()
-            .outbox
-            .send(vec![Message::new(to, "playerStateUpdated", body)])
-            .await;
-        Ok(())
+        let player = player.to_string();
+        self.change(|mut game, _, _| {
+            let (player, state) = (player.clone(), state.clone());
+            async move {
+                let slot = game.slot_mut(&player).ok_or(MatchError::NotInRoom)?;
+                slot.state = state.clone();
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Updated<'a> {
+                    player_id: &'a str,
+                    state: &'a Value,
+                }
+                let body = payload(&Updated {
+                    player_id: &player,
+                    state: &state,
+                });
+                let messages = vec![Message::new(everyone(&game), "playerStateUpdated", body)];
+                Ok(Some(Change {
+                    next: game,
+                    messages,
+                    answer: (),
+                }))
+            }
+        })
+        .await
     }
 
-    async fn disconnected(&mut self, player: &str, socket: &str) {
-        let Some(slot) = self.game.slot(player) else {
-            return;
-        };
-        // A socket the player already replaced going away changes nothing.
-        if slot.socket_id != socket || !slot.connected || self.game.status == Status::Finished {
-            return;
+    async fn disconnected(&mut self, player: &str, socket: &str, grace: Duration) {
+        let player = player.to_string();
+        let result = self
+            .change(|mut game, _, _| {
+                let player = player.clone();
+                let socket = socket.to_string();
+                async move {
+                    let Some(slot) = game.slot_mut(&player) else {
+                        return Ok(None);
+                    };
+                    // A socket the player already replaced going away changes nothing.
+                    if slot.socket_id != socket || !slot.connected {
+                        return Ok(None);
+                    }
+                    slot.connected = false;
+                    #[derive(Serialize)]
+                    #[serde(rename_all = "camelCase")]
+                    struct Gone<'a> {
+                        room_id: &'a str,
+                        player_id: &'a str,
+                        reconnect_within_ms: u64,
+                    }
+                    let body = payload(&Gone {
+                        room_id: &game.room_id,
+                        player_id: &player,
+                        reconnect_within_ms: grace.as_millis() as u64,
+                    });
+                    let messages = to_others(&game, &player, "opponentDisconnected", body);
+                    Ok(Some(Change {
+                        next: game,
+                        messages,
+                        answer: (),
+                    }))
+                }
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(room = %self.game.room_id, player, %error, "disconnection not recorded");
         }
-        let grace = self.hub().settings.reconnect_grace;
-        let mut next = self.game.clone();
-        next.slot_mut(player).expect("checked").connected = false;
-        if !self.save(next) {
-            return;
-        }
-        self.grace
-            .insert(player.to_string(), Instant::now() + grace);
-
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Gone<'a> {
-            room_id: &'a str,
-            player_id: &'a str,
-            reconnect_within_ms: u64,
-        }
-        let body = payload(&Gone {
-            room_id: &self.game.room_id,
-            player_id: player,
-            reconnect_within_ms: grace.as_millis() as u64,
-        });
-        let messages = self.to_others(player, "opponentDisconnected", body);
-        self.hub().outbox.send(messages).await;
     }
 
     async fn reconnected(&mut self, player: &str, socket: &str) -> Result<Resumed, MatchError> {
-        if !self.game.has_player(player) {
-            return Err(MatchError::NotInRoom);
-        }
-        let was_away = self.grace.remove(player).is_some();
-        let mut next = self.game.clone();
-        let slot = next.slot_mut(player).expect("checked");
-        slot.socket_id = socket.to_string();
-        slot.instance_id = self.hub().settings.instance_id.clone();
-        slot.connected = true;
-        if !self.save(next) {
-            return Err(MatchError::Gone);
-        }
-        self.hub()
-            .outbox
-            .join_room(player, &self.game.room_id)
-            .await;
-        if was_away {
-            #[derive(Serialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Back<'a> {
-                room_id: &'a str,
-                player_id: &'a str,
+        let instance = self.instance().to_string();
+        let player = player.to_string();
+        self.change(|mut game, _, _| {
+            let (player, socket, instance) = (player.clone(), socket.to_string(), instance.clone());
+            async move {
+                let slot = game.slot_mut(&player).ok_or(MatchError::NotInRoom)?;
+                let was_away = !slot.connected;
+                slot.socket_id = socket;
+                slot.instance_id = instance;
+                slot.connected = true;
+                let mut messages = Vec::new();
+                if was_away {
+                    #[derive(Serialize)]
+                    #[serde(rename_all = "camelCase")]
+                    struct Back<'a> {
+                        room_id: &'a str,
+                        player_id: &'a str,
+                    }
+                    let body = payload(&Back {
+                        room_id: &game.room_id,
+                        player_id: &player,
+                    });
+                    messages = to_others(&game, &player, "opponentReconnected", body);
+                }
+                Ok(Some(Change {
+                    next: game,
+                    messages,
+                    answer: (),
+                }))
             }
-            let body = payload(&Back {
-                room_id: &self.game.room_id,
-                player_id: player,
-            });
-            let messages = self.to_others(player, "opponentReconnected", body);
-            self.hub().outbox.send(messages).await;
-        }
-        let view = self.view(player).await?;
+        })
+        .await?;
+        let view = self.view(&player).await?;
         Ok(Resumed {
             game: self.game.clone(),
             view,
         })
     }
 
-    /// The same message for every player of the match but `player`.
-    fn to_others(&self, player: &str, event: &'static str, body: Box<RawValue>) -> Vec<Message> {
-        self.game
-            .players
-            .iter()
-            .filter(|p| p.id != player)
-            .map(|p| Message::new(To::Player(p.id.clone()), event, body.clone()))
-            .collect()
+    async fn forfeit(&mut self, player: &str) {
+        let player = player.to_string();
+        let result = self
+            .change(|game, module, settings| {
+                let player = player.clone();
+                async move {
+                    // Back in time after all, or already out.
+                    if game.slot(&player).is_none_or(|slot| slot.connected)
+                        || game.status == Status::Finished
+                    {
+                        return Ok(None);
+                    }
+                    tracing::info!(room = %game.room_id, player, "reconnection grace over: forfeit");
+                    let state = game.game_data.clone();
+                    let transition = call(&module, move |m| m.leave(&state, &player)).await?;
+                    Ok(Some(transitioned(game, &transition, &settings, false)))
+                }
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(room = %self.game.room_id, player, %error, "forfeit failed");
+        }
     }
 
-    async fn on_deadline(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<PlayerId> = self
-            .grace
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(player, _)| player.clone())
-            .collect();
-        for player in expired {
-            self.grace.remove(&player);
-            tracing::info!(room = %self.game.room_id, player, "reconnection grace over: forfeit");
-            let (state, who) = (self.game.game_data.clone(), player.clone());
-            match call(&self.module, move |m| m.leave(&state, &who)).await {
-                Ok(transition) => self.commit(transition).await,
-                Err(error) => tracing::error!(room = %self.game.room_id, %error, "leave failed"),
-            }
+    async fn on_round_deadline(&mut self) {
+        // Another instance may have moved the round on already; catch up before timing it out.
+        if !self.unsaved {
+            self.reload().await;
         }
-        if self.round_deadline.is_some_and(|at| at <= now) && self.game.status != Status::Finished {
-            let state = self.game.game_data.clone();
-            match call(&self.module, move |m| m.timeout(&state)).await {
-                Ok(transition) => {
-                    let turn = self.game.turn;
-                    self.commit(transition).await;
-                    if self.game.turn == turn && self.game.status != Status::Finished {
-                        // The rules kept the round open; try again after another full round.
-                        self.round_deadline = Some(now + self.hub().settings.round_timeout);
-                    }
+        let due = |game: &GameState| {
+            game.status != Status::Finished && game.round_ends_at.is_some_and(|at| at <= now_ms())
+        };
+        if !due(&self.game) {
+            return;
+        }
+        let result = self
+            .change(|game, module, settings| async move {
+                if !due(&game) {
+                    return Ok(None);
                 }
-                Err(error) => {
-                    tracing::error!(room = %self.game.room_id, %error, "round timeout failed");
-                    self.round_deadline = Some(now + self.hub().settings.round_timeout);
-                }
-            }
+                let state = game.game_data.clone();
+                let transition = call(&module, move |m| m.timeout(&state)).await?;
+                // If the rules keep the round open, it gets another full round.
+                Ok(Some(transitioned(game, &transition, &settings, true)))
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(room = %self.game.room_id, %error, "round timeout failed");
+            // Try again after another full round rather than at once.
+            let retry_at = now_ms() + self.hub().settings.round_timeout.as_millis() as u64;
+            self.game.round_ends_at = Some(retry_at);
         }
     }
+}
+
+fn check_player(game: &GameState, player: &str) -> Result<(), MatchError> {
+    if game.status == Status::Finished {
+        return Err(MatchError::Finished);
+    }
+    if !game.has_player(player) {
+        return Err(MatchError::NotInRoom);
+    }
+    Ok(())
+}
+
+/// The change a rules transition makes, with its announcements.
+fn transitioned(
+    mut game: GameState,
+    transition: &Transition,
+    settings: &MatchSettings,
+    restart_clock: bool,
+) -> Change<()> {
+    fold(&mut game, transition, settings.round_timeout, restart_clock);
+    let messages = announcements(&game, transition);
+    Change {
+        next: game,
+        messages,
+        answer: (),
+    }
+}
+
+/// The same message for every player of the match but `player`.
+fn to_others(
+    game: &GameState,
+    player: &str,
+    event: &'static str,
+    body: Box<RawValue>,
+) -> Vec<Message> {
+    game.players
+        .iter()
+        .filter(|p| p.id != player)
+        .map(|p| Message::new(To::Player(p.id.clone()), event, body.clone()))
+        .collect()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

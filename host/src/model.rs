@@ -123,8 +123,14 @@ pub struct Session {
     /// SHA-256 of the resume token, hex. The token itself is only ever sent to its player.
     pub token_sha256: String,
     /// The socket the player uses now, if connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_id: Option<SocketId>,
+    /// The instance that holds (or last held) the player's socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<RoomId>,
     /// When a disconnected session is forgotten, in ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
 }

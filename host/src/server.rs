@@ -1,15 +1,18 @@
-//! Puts the pieces together and serves them on one listener: the rules, the store, the matches,
-//! the Socket.IO gateway and the HTTP endpoints.
+//! Puts the pieces together and serves them on one listener: the rules, the store (memory or
+//! Redis), the matches, the Socket.IO gateway with its adapter, the cluster loops and the HTTP
+//! endpoints.
 
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::gateway::{Gateway, SocketOutbox};
+use crate::gateway::{Gateway, HostAdapter, SocketOutbox};
 use crate::http::{self, HttpState};
 use crate::matches::{MatchSettings, Matches, Outbox};
-use crate::model::now_ms;
+use crate::redis_store::pubsub::Bus;
 use crate::rules::{Rules, RulesError};
 use crate::runtime::{LoadError, RulesEngine};
-use crate::store::Store;
+use crate::store::{RedisStore, Store};
 use socketioxide::SocketIo;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub enum StartError {
     Engine(#[from] LoadError),
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error("the Socket.IO adapter could not start: {0}")]
+    Adapter(String),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -103,10 +108,22 @@ async fn run_until(
     rules.load_folder(&config.rules_dir)?;
     rules.require(&config.game, &config.rules_dir)?;
 
-    let store = Arc::new(Store::default());
+    let (store, redis_error) = connect_store(&config).await;
+    let store = Arc::new(store);
+    let bus = match &*store {
+        Store::Redis(redis) => redis.bus(),
+        Store::Memory(_) => Bus::new(),
+    };
+    let adapter = RedisAdapterCtr::new_with_driver(
+        bus,
+        RedisAdapterConfig::new()
+            .with_prefix(format!("{}socket.io", config.redis_prefix))
+            .with_stream_buffer(65_536),
+    );
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(config.socket_buffer)
         .max_payload(config.transport_max_payload)
+        .with_adapter::<HostAdapter>(adapter)
         .build_layer();
     let outbox: Arc<dyn Outbox> = Arc::new(SocketOutbox::new(io.clone()));
     let matches = Matches::new(
@@ -128,34 +145,57 @@ async fn run_until(
         config.client_limits.clone(),
         config.instance_id.clone(),
     );
-    gateway.attach();
+    gateway.attach().await.map_err(StartError::Adapter)?;
+
+    let cluster = Cluster {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        matches: matches.clone(),
+        instance_id: config.instance_id.clone(),
+        heartbeat_ttl: config.heartbeat_ttl,
+        finished_game_retention: config.finished_game_retention,
+    };
+    // Registered before taking players: matchmaking only pairs players of live instances.
+    if let Err(error) = cluster.register().await {
+        tracing::warn!(%error, "could not register in the instance registry yet");
+    }
+    let background = [
+        tokio::spawn(cluster.clone().heartbeat()),
+        tokio::spawn(cluster.clone().follow_room_events()),
+        tokio::spawn(cluster.clone().sweep()),
+    ];
 
     let ready = Arc::new(AtomicBool::new(true));
     let app = http::router(HttpState {
         store: store.clone(),
         matches,
-        gateway,
+        gateway: gateway.clone(),
         admin_token: config.admin_token.clone(),
         instance_id: config.instance_id.clone(),
         ready: ready.clone(),
+        redis_error,
     })
     .layer(layer)
     .layer(CorsLayer::permissive());
 
-    let sweeper = tokio::spawn(sweep(store.clone(), config.finished_game_retention));
     tracing::info!(
         addr = %listener.local_addr()?,
         instance = config.instance_id,
         game = config.game,
-        "serving (standalone, in memory)"
+        mode = if store.is_shared() { "shared through Redis" } else { "standalone, in memory" },
+        "serving"
     );
     if let Some(signal) = ready_signal {
         let _ = signal.send(());
     }
     let closing = async move {
         shutdown.await;
-        tracing::info!("shutting down: closing every socket");
+        tracing::info!("shutting down: handing players over and closing every socket");
         ready.store(false, Ordering::Relaxed);
+        // Let every socket go first (mappings, queue entries, a reconnection grace in each
+        // match), so players can resume on another instance without waiting for the reaper.
+        gateway.drain().await;
+        cluster.deregister().await;
         io.close().await;
     };
     let served = axum::serve(
@@ -164,23 +204,23 @@ async fn run_until(
     )
     .with_graceful_shutdown(closing)
     .await;
-    sweeper.abort();
+    for task in background {
+        task.abort();
+    }
     served.map_err(StartError::Io)
 }
 
-/// Forgets the sessions of players who stayed away past their grace period, and finished games
-/// nobody has looked at for `retention`.
-async fn sweep(store: Arc<Store>, retention: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let now = now_ms();
-        for session in store.expire_sessions(now) {
-            tracing::debug!(player = session.player_id, "session expired");
-        }
-        let pruned = store.prune_finished(now.saturating_sub(retention.as_millis() as u64));
-        if pruned > 0 {
-            tracing::debug!(pruned, "finished games forgotten");
+/// The store `config` asks for: Redis if `REDIS_URL` is set and answers, else memory. When Redis
+/// was asked for but did not answer, also says why (reported by `/health`).
+async fn connect_store(config: &Config) -> (Store, Option<String>) {
+    let Some(url) = &config.redis_url else {
+        return (Store::default(), None);
+    };
+    match RedisStore::connect(url, &config.redis_prefix, Duration::from_secs(2)).await {
+        Ok(redis) => (Store::Redis(redis), None),
+        Err(error) => {
+            tracing::warn!(%error, "Redis is unreachable: running standalone, in memory");
+            (Store::default(), Some(error.to_string()))
         }
     }
 }

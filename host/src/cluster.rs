@@ -1,0 +1,180 @@
+//! The instance's life among others: it heartbeats into the registry, reaps instances whose
+//! heartbeat expired (their sockets' mappings, queue entries, and a reconnection grace for their
+//! players' matches), follows `room_events` so its match actors catch up with changes made
+//! elsewhere, writes its own state back when Redis returns after an outage, and times out
+//! reconnection graces and finished games. A lone in-memory instance runs the same loops; the
+//! registry parts are no-ops there.
+
+use crate::gateway::Gateway;
+use crate::matches::Matches;
+use crate::model::now_ms;
+use crate::store::Store;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use socketioxide_redis::drivers::Driver;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Cluster {
+    pub store: Arc<Store>,
+    pub gateway: Gateway,
+    pub matches: Matches,
+    pub instance_id: String,
+    /// How long the heartbeat key lives; instances beat three times per TTL.
+    pub heartbeat_ttl: Duration,
+    /// How long a finished game stays readable.
+    pub finished_game_retention: Duration,
+}
+
+impl Cluster {
+    /// Registers this instance; called once before it takes players.
+    pub async fn register(&self) -> Result<(), crate::store::StoreError> {
+        self.store
+            .heartbeat(&self.instance_id, self.heartbeat_ttl.as_millis() as u64)
+            .await
+    }
+
+    /// Leaves the registry at once (after the gateway let every socket go).
+    pub async fn deregister(&self) {
+        if let Err(error) = self.store.deregister(&self.instance_id).await {
+            tracing::warn!(%error, "could not leave the instance registry");
+        }
+    }
+
+    /// Heartbeats and reaps until dropped.
+    pub async fn heartbeat(self) {
+        let mut tick = tokio::time::interval(self.heartbeat_ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_up = true;
+        loop {
+            tick.tick().await;
+            if self.gateway.draining() {
+                continue;
+            }
+            let ttl = self.heartbeat_ttl.as_millis() as u64;
+            match self.store.heartbeat(&self.instance_id, ttl).await {
+                Ok(()) => {
+                    if !was_up {
+                        tracing::info!(
+                            "the shared store is back: writing this instance's state back"
+                        );
+                        self.write_back().await;
+                    }
+                    was_up = true;
+                }
+                Err(error) => {
+                    if was_up {
+                        tracing::warn!(%error, "the shared store is unreachable; going on alone");
+                    }
+                    was_up = false;
+                    continue;
+                }
+            }
+            match self.store.claim_dead_instances(&self.instance_id).await {
+                Ok(dead) => {
+                    for instance in dead {
+                        self.reap(&instance).await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not look for dead instances"),
+            }
+        }
+    }
+
+    /// Cleans up after an instance that died without saying so.
+    async fn reap(&self, instance: &str) {
+        let sockets = match self.store.instance_sockets(instance).await {
+            Ok(sockets) => sockets,
+            Err(error) => {
+                tracing::warn!(instance, %error, "could not read a dead instance's sockets");
+                return;
+            }
+        };
+        tracing::info!(instance, sockets = sockets.len(), "reaping a dead instance");
+        for mapping in &sockets {
+            self.gateway
+                .socket_gone(&mapping.socket_id, &mapping.player_id, instance)
+                .await;
+        }
+        if let Err(error) = self.store.forget_instance(instance).await {
+            tracing::warn!(instance, %error, "could not forget a dead instance");
+        }
+    }
+
+    /// Puts this instance's sockets and sessions back after an outage (Redis may have come back
+    /// empty). Matches write themselves back.
+    async fn write_back(&self) {
+        let ttl = self.heartbeat_ttl.as_millis() as u64;
+        if let Err(error) = self.store.heartbeat(&self.instance_id, ttl).await {
+            tracing::warn!(%error, "re-registration failed");
+        }
+        self.gateway.write_back().await;
+    }
+
+    /// Follows state changes made by other instances.
+    pub async fn follow_room_events(self) {
+        let Store::Redis(redis) = &*self.store else {
+            return;
+        };
+        let channel = redis.room_events_channel().to_string();
+        let bus = redis.bus();
+        let mut stream = match Driver::subscribe(&bus, channel, 65_536).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::error!(%error, "cannot follow room events");
+                return;
+            }
+        };
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Envelope {
+            room_id: String,
+            event: String,
+            #[serde(default)]
+            data: serde_json::Value,
+        }
+        while let Some((_, message)) = stream.next().await {
+            let Ok(envelope) = serde_json::from_slice::<Envelope>(&message) else {
+                continue;
+            };
+            if envelope.event == "stateChanged"
+                && let Some(version) = envelope.data.get("version").and_then(|v| v.as_u64())
+            {
+                self.matches.changed_elsewhere(&envelope.room_id, version);
+            }
+        }
+    }
+
+    /// Forfeits players who stayed away past their grace, and forgets finished games nobody has
+    /// looked at for the retention time.
+    pub async fn sweep(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune = 0;
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            match self.store.expire_sessions(now).await {
+                Ok(expired) => {
+                    for session in expired {
+                        tracing::debug!(player = session.player_id, "session expired");
+                        if let Some(room) = &session.room_id {
+                            self.matches.forfeit(room, &session.player_id).await;
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "session sweep skipped"),
+            }
+            if now.saturating_sub(last_prune) >= 1_000 {
+                last_prune = now;
+                let cutoff = now.saturating_sub(self.finished_game_retention.as_millis() as u64);
+                match self.store.prune_finished(cutoff).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "finished games forgotten"),
+                    Err(error) => tracing::debug!(%error, "prune skipped"),
+                }
+            }
+        }
+    }
+}

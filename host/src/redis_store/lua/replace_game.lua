@@ -1,0 +1,13 @@
+-- Compare-and-set of one game state on its version.
+-- KEYS[1] game_states  KEYS[2] game_versions  KEYS[3] finished_games  KEYS[4] room_events
+-- ARGV[1] room  ARGV[2] expected version  ARGV[3] new version  ARGV[4] game state JSON
+-- ARGV[5] finished-at ms, or '' while running  ARGV[6] room_events envelope JSON
+-- Returns {0, ''} for no such game, {1, stored version} on conflict, {2, new version} when written.
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if not current then return {0, ''} end
+if current ~= ARGV[2] then return {1, current} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
+redis.call('PUBLISH', KEYS[4], ARGV[6])
+return {2, ARGV[3]}

@@ -1,0 +1,8 @@
+-- Records which room a socket plays in, whichever instance holds it.
+-- KEYS[1] socket_mappings   ARGV[1] socket   ARGV[2] room, or '' for none
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local m = cjson.decode(raw)
+if ARGV[2] == '' then m.roomId = nil else m.roomId = ARGV[2] end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(m))
+return 1

@@ -1,0 +1,773 @@
+//! **The only code that talks to Redis.** [`RedisStore`] implements the [`crate::store::Store`]
+//! interface over one shared Redis, and [`pubsub::Bus`] carries socketioxide's adapter traffic
+//! (and our `room_events`) over the same connection.
+//!
+//! Key layout, under a configurable prefix (empty by default, so `redis-cli hgetall game_states`
+//! shows the games as the original's tooling expects):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `socket_mappings` | hash | socket id -> [`SocketMapping`] JSON (as the original) |
+//! | `waiting:level:<n>` | list | [`QueueEntry`] JSON, oldest first (as the original) |
+//! | `matches` | hash | room id -> [`MatchRecord`] JSON (as the original) |
+//! | `game_states` | hash | room id -> [`GameState`] JSON (the original's fields and ours) |
+//! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original) |
+//! | `queued` | hash | player -> `{level, instance, entry}`: who waits where (for atomic leave) |
+//! | `game_versions` | hash | room id -> version, the compare-and-set guard |
+//! | `finished_games` | sorted set | room id by end time, for retention |
+//! | `session:<player>` | string, TTL | [`Session`] JSON |
+//! | `session_expiry` | sorted set | player by the end of its reconnection grace |
+//! | `instances` | set | registered instance ids |
+//! | `instance:<id>` | string, TTL | the heartbeat: present while the instance lives |
+//! | `instance:<id>:sockets` | set, TTL | the instance's socket ids, for reaping |
+//!
+//! Every multi-key change is one Lua script (atomic) or one `MULTI` pipeline; nothing on a hot
+//! path reads a whole hash.
+
+pub mod pubsub;
+
+use crate::matchmaking::Joined;
+use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status};
+use crate::store::{Cleaned, InstanceInfo, StoreError, StoreResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, RedisError, Script};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long queue keys and a connected player's session live without being touched.
+const IDLE_TTL_SECS: u64 = 24 * 3600;
+/// How long an instance's socket list outlives its heartbeat, so a survivor can still reap it.
+const SOCKET_LIST_TTL_MS: u64 = 3600 * 1000;
+/// A released session's key outlives its grace by this much, so the expiry sweep finds it.
+const SESSION_EXPIRY_MARGIN_MS: u64 = 60 * 1000;
+
+struct Scripts {
+    join_queue: Script,
+    leave_queue: Script,
+    replace_game: Script,
+    claim_session: Script,
+    release_session: Script,
+    set_session_room: Script,
+    expire_sessions: Script,
+    claim_dead_instances: Script,
+    set_socket_room: Script,
+}
+
+impl Scripts {
+    fn load() -> Self {
+        Scripts {
+            join_queue: Script::new(include_str!("lua/join_queue.lua")),
+            leave_queue: Script::new(include_str!("lua/leave_queue.lua")),
+            replace_game: Script::new(include_str!("lua/replace_game.lua")),
+            claim_session: Script::new(include_str!("lua/claim_session.lua")),
+            release_session: Script::new(include_str!("lua/release_session.lua")),
+            set_session_room: Script::new(include_str!("lua/set_session_room.lua")),
+            expire_sessions: Script::new(include_str!("lua/expire_sessions.lua")),
+            claim_dead_instances: Script::new(include_str!("lua/claim_dead_instances.lua")),
+            set_socket_room: Script::new(include_str!("lua/set_socket_room.lua")),
+        }
+    }
+}
+
+/// The key names, with the prefix applied.
+struct Keys {
+    prefix: String,
+    socket_mappings: String,
+    matches: String,
+    game_states: String,
+    game_versions: String,
+    finished_games: String,
+    room_events: String,
+    queued: String,
+    session_expiry: String,
+    instances: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let key = |name: &str| format!("{prefix}{name}");
+        Keys {
+            prefix: prefix.to_string(),
+            socket_mappings: key("socket_mappings"),
+            matches: key("matches"),
+            game_states: key("game_states"),
+            game_versions: key("game_versions"),
+            finished_games: key("finished_games"),
+            room_events: key("room_events"),
+            queued: key("queued"),
+            session_expiry: key("session_expiry"),
+            instances: key("instances"),
+        }
+    }
+
+    fn waiting(&self, level: i64) -> String {
+        format!("{}waiting:level:{level}", self.prefix)
+    }
+
+    fn session(&self, player: &str) -> String {
+        format!("{}session:{player}", self.prefix)
+    }
+
+    fn instance(&self, id: &str) -> String {
+        format!("{}instance:{id}", self.prefix)
+    }
+
+    fn instance_sockets(&self, id: &str) -> String {
+        format!("{}instance:{id}:sockets", self.prefix)
+    }
+}
+
+/// The store shared by every instance through one Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    scripts: Arc<Scripts>,
+    /// False from the first failed command until a command succeeds again.
+    up: Arc<AtomicBool>,
+    bus: pubsub::Bus,
+}
+
+/// How long one command may take before the store counts Redis as unreachable.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl RedisStore {
+    /// Connects to `url` (RESP3 is required by the adapter's pub/sub and is added if missing).
+    /// Fails if Redis does not answer a `PING` within `connect_timeout`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        connect_timeout: Duration,
+    ) -> Result<Self, RedisError> {
+        let url = with_resp3(url);
+        let client = redis::Client::open(url.as_str())?;
+        let bus = pubsub::Bus::new();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(2)
+            .set_push_sender(bus.push_sender())
+            .set_automatic_resubscription();
+        let mut conn = tokio::time::timeout(
+            connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let up = Arc::new(AtomicBool::new(true));
+        bus.attach(conn.clone(), up.clone());
+        Ok(RedisStore {
+            conn,
+            keys: Arc::new(Keys::new(prefix)),
+            scripts: Arc::new(Scripts::load()),
+            up,
+            bus,
+        })
+    }
+
+    /// The pub/sub carrier for socketioxide's adapter, over this store's connection.
+    pub fn bus(&self) -> pubsub::Bus {
+        self.bus.clone()
+    }
+
+    /// The channel state changes are announced on.
+    pub fn room_events_channel(&self) -> &str {
+        &self.keys.room_events
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Asks Redis whether it is there; updates [`RedisStore::is_up`].
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let answer: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+        let ok = answer.is_ok();
+        self.up.store(ok, Ordering::Relaxed);
+        ok
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Turns a Redis error into a store error, noting that Redis is gone when it is.
+    fn fail(&self, error: RedisError) -> StoreError {
+        if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+        {
+            self.up.store(false, Ordering::Relaxed);
+        }
+        StoreError::Unavailable(error.to_string())
+    }
+
+    fn ok<T>(&self, result: Result<T, RedisError>) -> StoreResult<T> {
+        match result {
+            Ok(value) => {
+                self.up.store(true, Ordering::Relaxed);
+                Ok(value)
+            }
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
+    // Socket mappings.
+
+    pub async fn put_socket(&self, mapping: &SocketMapping) -> StoreResult<()> {
+        let list = self.keys.instance_sockets(&mapping.instance_id);
+        let result = redis::pipe()
+            .atomic()
+            .hset(
+                &self.keys.socket_mappings,
+                &mapping.socket_id,
+                json(mapping),
+            )
+            .ignore()
+            .sadd(&list, &mapping.socket_id)
+            .ignore()
+            .pexpire(&list, SOCKET_LIST_TTL_MS as i64)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)
+    }
+
+    pub async fn remove_socket(
+        &self,
+        socket: &str,
+        instance: &str,
+    ) -> StoreResult<Option<SocketMapping>> {
+        let result: Result<(Option<String>,), _> = redis::pipe()
+            .atomic()
+            .hget(&self.keys.socket_mappings, socket)
+            .hdel(&self.keys.socket_mappings, socket)
+            .ignore()
+            .srem(self.keys.instance_sockets(instance), socket)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await;
+        let (mapping,) = self.ok(result)?;
+        mapping.map(|raw| parse(&raw)).transpose()
+    }
+
+    pub async fn set_socket_room(&self, socket: &str, room: Option<&str>) -> StoreResult<()> {
+        let result: Result<i64, _> = self
+            .scripts
+            .set_socket_room
+            .key(&self.keys.socket_mappings)
+            .arg(socket)
+            .arg(room.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await;
+        self.ok(result).map(|_| ())
+    }
+
+    pub async fn socket_count(&self) -> StoreResult<usize> {
+        let result = self.conn().hlen(&self.keys.socket_mappings).await;
+        self.ok(result)
+    }
+
+    pub async fn sockets_by_instance(&self) -> StoreResult<BTreeMap<String, usize>> {
+        let mut counts = BTreeMap::new();
+        for mapping in self
+            .scan_hash::<SocketMapping>(&self.keys.socket_mappings)
+            .await?
+        {
+            *counts.entry(mapping.1.instance_id).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    pub async fn instance_sockets(&self, instance: &str) -> StoreResult<Vec<SocketMapping>> {
+        let ids: Vec<String> = {
+            let result = self
+                .conn()
+                .smembers(self.keys.instance_sockets(instance))
+                .await;
+            self.ok(result)?
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result: Result<Vec<Option<String>>, _> = redis::cmd("HMGET")
+            .arg(&self.keys.socket_mappings)
+            .arg(&ids)
+            .query_async(&mut self.conn())
+            .await;
+        self.ok(result)?
+            .into_iter()
+            .flatten()
+            .map(|raw| parse(&raw))
+            .collect()
+    }
+
+    // Matchmaking.
+
+    pub async fn join_queue(&self, entry: &QueueEntry, instance: &str) -> StoreResult<Joined> {
+        #[derive(Serialize)]
+        struct Queued<'a> {
+            level: String,
+            instance: &'a str,
+            entry: &'a str,
+        }
+        let entry_json = json(entry);
+        let level = entry.level.to_string();
+        let queued = json(&Queued {
+            level: level.clone(),
+            instance,
+            entry: &entry_json,
+        });
+        let result: Result<Option<String>, _> = self
+            .scripts
+            .join_queue
+            .key(self.keys.waiting(entry.level))
+            .key(&self.keys.queued)
+            .arg(&entry.id)
+            .arg(&entry_json)
+            .arg(&level)
+            .arg(&queued)
+            .arg(&self.keys.prefix)
+            .arg(IDLE_TTL_SECS)
+            .invoke_async(&mut self.conn())
+            .await;
+        Ok(match self.ok(result)? {
+            Some(opponent) => Joined::Paired {
+                opponent: parse(&opponent)?,
+            },
+            None => Joined::Waiting,
+        })
+    }
+
+    pub async fn leave_queue(&self, player: &str) -> StoreResult<bool> {
+        let result: Result<i64, _> = self
+            .scripts
+            .leave_queue
+            .key(&self.keys.queued)
+            .arg(player)
+            .arg(&self.keys.prefix)
+            .invoke_async(&mut self.conn())
+            .await;
+        Ok(self.ok(result)? == 1)
+    }
+
+    pub async fn queue_counts(&self) -> StoreResult<BTreeMap<i64, usize>> {
+        let pattern = format!("{}waiting:level:*", self.keys.prefix);
+        let keys: Vec<String> = self.scan_keys(&pattern).await?;
+        let mut counts = BTreeMap::new();
+        for key in keys {
+            let Some(level) = key.rsplit(':').next().and_then(|l| l.parse::<i64>().ok()) else {
+                continue;
+            };
+            let result = self.conn().llen(&key).await;
+            let len: usize = self.ok(result)?;
+            if len > 0 {
+                counts.insert(level, len);
+            }
+        }
+        Ok(counts)
+    }
+
+    // Matches and their game states.
+
+    pub async fn insert_match(&self, record: &MatchRecord, game: &GameState) -> StoreResult<()> {
+        let result = redis::pipe()
+            .atomic()
+            .hset(&self.keys.matches, &record.room_id, json(record))
+            .ignore()
+            .hset(&self.keys.game_states, &game.room_id, json(game))
+            .ignore()
+            .hset(&self.keys.game_versions, &game.room_id, game.version)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)
+    }
+
+    pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
+        let result: Result<Option<String>, _> =
+            self.conn().hget(&self.keys.game_states, room).await;
+        self.ok(result)?.map(|raw| parse(&raw)).transpose()
+    }
+
+    pub async fn replace_game(&self, game: &GameState, expected: u64) -> StoreResult<()> {
+        let finished_at = match game.status {
+            Status::Finished => game.updated_at.to_string(),
+            _ => String::new(),
+        };
+        let envelope = json(&serde_json::json!({
+            "roomId": game.room_id,
+            "event": "stateChanged",
+            "data": { "version": game.version, "turn": game.turn, "status": game.status },
+            "timestamp": game.updated_at,
+        }));
+        let result: Result<(i64, String), _> = self
+            .scripts
+            .replace_game
+            .key(&self.keys.game_states)
+            .key(&self.keys.game_versions)
+            .key(&self.keys.finished_games)
+            .key(&self.keys.room_events)
+            .arg(&game.room_id)
+            .arg(expected)
+            .arg(game.version)
+            .arg(json(game))
+            .arg(finished_at)
+            .arg(envelope)
+            .invoke_async(&mut self.conn())
+            .await;
+        match self.ok(result)? {
+            (2, _) => Ok(()),
+            (1, found) => Err(StoreError::Conflict {
+                room: game.room_id.clone(),
+                expected,
+                found: found.parse().unwrap_or_default(),
+            }),
+            _ => Err(StoreError::NoSuchGame(game.room_id.clone())),
+        }
+    }
+
+    pub async fn game_rooms(&self) -> StoreResult<Vec<RoomId>> {
+        let result: Result<Vec<String>, _> = self.conn().hkeys(&self.keys.game_versions).await;
+        let mut rooms = self.ok(result)?;
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    pub async fn active_game_count(&self) -> StoreResult<usize> {
+        let result: Result<(usize, usize), _> = redis::pipe()
+            .hlen(&self.keys.game_versions)
+            .zcard(&self.keys.finished_games)
+            .query_async(&mut self.conn())
+            .await;
+        let (all, finished) = self.ok(result)?;
+        Ok(all.saturating_sub(finished))
+    }
+
+    pub async fn match_count(&self) -> StoreResult<usize> {
+        let result = self.conn().hlen(&self.keys.matches).await;
+        self.ok(result)
+    }
+
+    pub async fn prune_finished(&self, cutoff_ms: u64) -> StoreResult<usize> {
+        let result: Result<Vec<String>, _> = self
+            .conn()
+            .zrangebyscore_limit(&self.keys.finished_games, 0, cutoff_ms as f64, 0, 500)
+            .await;
+        let rooms = self.ok(result)?;
+        if rooms.is_empty() {
+            return Ok(0);
+        }
+        let result = redis::pipe()
+            .atomic()
+            .hdel(&self.keys.game_states, &rooms)
+            .ignore()
+            .hdel(&self.keys.game_versions, &rooms)
+            .ignore()
+            .hdel(&self.keys.matches, &rooms)
+            .ignore()
+            .zrem(&self.keys.finished_games, &rooms)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)?;
+        Ok(rooms.len())
+    }
+
+    // Sessions.
+
+    pub async fn session(&self, player: &str) -> StoreResult<Option<Session>> {
+        let result: Result<Option<String>, _> = self.conn().get(self.keys.session(player)).await;
+        self.ok(result)?.map(|raw| parse(&raw)).transpose()
+    }
+
+    pub async fn claim_session(&self, fresh: &Session, socket: &str) -> StoreResult<Session> {
+        let player = &fresh.player_id;
+        let result: Result<String, _> = self
+            .scripts
+            .claim_session
+            .key(self.keys.session(player))
+            .key(&self.keys.session_expiry)
+            .arg(socket)
+            .arg(IDLE_TTL_SECS)
+            .arg(player)
+            .arg(json(fresh))
+            .arg(fresh.instance_id.as_deref().unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await;
+        parse(&self.ok(result)?)
+    }
+
+    pub async fn release_session(
+        &self,
+        player: &str,
+        socket: &str,
+        expires_at: u64,
+    ) -> StoreResult<Option<Session>> {
+        let ttl_ms = expires_at.saturating_sub(crate::model::now_ms()) + SESSION_EXPIRY_MARGIN_MS;
+        let result: Result<Option<String>, _> = self
+            .scripts
+            .release_session
+            .key(self.keys.session(player))
+            .key(&self.keys.session_expiry)
+            .arg(socket)
+            .arg(expires_at)
+            .arg(player)
+            .arg(ttl_ms)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.ok(result)?.map(|raw| parse(&raw)).transpose()
+    }
+
+    pub async fn set_session_room(&self, player: &str, room: Option<&str>) -> StoreResult<()> {
+        let result: Result<i64, _> = self
+            .scripts
+            .set_session_room
+            .key(self.keys.session(player))
+            .arg(room.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await;
+        self.ok(result).map(|_| ())
+    }
+
+    pub async fn expire_sessions(&self, now_ms: u64) -> StoreResult<Vec<Session>> {
+        let result: Result<Vec<String>, _> = self
+            .scripts
+            .expire_sessions
+            .key(&self.keys.session_expiry)
+            .arg(now_ms)
+            .arg(&self.keys.prefix)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.ok(result)?.iter().map(|raw| parse(raw)).collect()
+    }
+
+    pub async fn cleanup(&self, instance: &str, live: &HashSet<String>) -> StoreResult<Cleaned> {
+        let mut cleaned = Cleaned::default();
+        let alive: HashSet<String> = self
+            .live_instances()
+            .await?
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+
+        // Registrations of instances that stopped heartbeating, and their socket lists.
+        for dead in self.claim_dead_instances(instance).await? {
+            self.forget_instance(&dead).await?;
+            cleaned.instances += 1;
+        }
+
+        // Mappings no live socket backs.
+        let mut players = HashSet::new();
+        for (socket, mapping) in self
+            .scan_hash::<SocketMapping>(&self.keys.socket_mappings)
+            .await?
+        {
+            let backed = if mapping.instance_id == instance {
+                live.contains(&socket)
+            } else {
+                alive.contains(&mapping.instance_id)
+            };
+            if backed {
+                players.insert(mapping.player_id);
+            } else {
+                self.remove_socket(&socket, &mapping.instance_id).await?;
+                cleaned.socket_mappings += 1;
+            }
+        }
+
+        // Queue entries of players with no live socket.
+        #[derive(serde::Deserialize)]
+        struct Queued {}
+        for (player, _) in self.scan_hash::<Queued>(&self.keys.queued).await? {
+            if !players.contains(&player) && self.leave_queue(&player).await? {
+                cleaned.queue_entries += 1;
+            }
+        }
+
+        // Match records without a game state.
+        for (room, _) in self.scan_hash::<MatchRecord>(&self.keys.matches).await? {
+            let result: Result<bool, _> = self.conn().hexists(&self.keys.game_states, &room).await;
+            if !self.ok(result)? {
+                let result: Result<(), _> = self.conn().hdel(&self.keys.matches, &room).await;
+                self.ok(result)?;
+                cleaned.matches += 1;
+            }
+        }
+        Ok(cleaned)
+    }
+
+    // The instance registry.
+
+    pub async fn heartbeat(&self, instance: &str, ttl_ms: u64) -> StoreResult<()> {
+        let stamp = json(&serde_json::json!({
+            "instanceId": instance,
+            "at": crate::model::now_ms(),
+        }));
+        let list = self.keys.instance_sockets(instance);
+        let result = redis::pipe()
+            .set_options(
+                self.keys.instance(instance),
+                stamp,
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
+            )
+            .ignore()
+            .sadd(&self.keys.instances, instance)
+            .ignore()
+            .pexpire(&list, SOCKET_LIST_TTL_MS as i64)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)
+    }
+
+    pub async fn deregister(&self, instance: &str) -> StoreResult<()> {
+        let result = redis::pipe()
+            .atomic()
+            .srem(&self.keys.instances, instance)
+            .ignore()
+            .del(self.keys.instance(instance))
+            .ignore()
+            .del(self.keys.instance_sockets(instance))
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)
+    }
+
+    pub async fn live_instances(&self) -> StoreResult<Vec<InstanceInfo>> {
+        let result: Result<Vec<String>, _> = self.conn().smembers(&self.keys.instances).await;
+        let mut ids = self.ok(result)?;
+        ids.sort();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(self.keys.instance(id))
+                .scard(self.keys.instance_sockets(id));
+        }
+        let result: Result<Vec<(bool, usize)>, _> = pipe.query_async(&mut self.conn()).await;
+        let answers = self.ok(result)?;
+        Ok(ids
+            .into_iter()
+            .zip(answers)
+            .filter(|(_, (alive, _))| *alive)
+            .map(|(id, (_, sockets))| InstanceInfo { id, sockets })
+            .collect())
+    }
+
+    pub async fn claim_dead_instances(&self, instance: &str) -> StoreResult<Vec<String>> {
+        let result: Result<Vec<String>, _> = self
+            .scripts
+            .claim_dead_instances
+            .key(&self.keys.instances)
+            .arg(&self.keys.prefix)
+            .arg(instance)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.ok(result)
+    }
+
+    pub async fn forget_instance(&self, instance: &str) -> StoreResult<()> {
+        let result: Result<(), _> = self.conn().del(self.keys.instance_sockets(instance)).await;
+        self.ok(result)
+    }
+
+    // Helpers.
+
+    /// Every field of a hash, read in batches (`HSCAN`): for maintenance, never a hot path.
+    async fn scan_hash<T: DeserializeOwned>(&self, key: &str) -> StoreResult<Vec<(String, T)>> {
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let result: Result<(u64, Vec<(String, String)>), _> = redis::cmd("HSCAN")
+                .arg(key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut self.conn())
+                .await;
+            let (next, fields) = self.ok(result)?;
+            for (field, raw) in fields {
+                match serde_json::from_str(&raw) {
+                    Ok(value) => out.push((field, value)),
+                    Err(error) => {
+                        tracing::warn!(key, field, %error, "skipping an unreadable entry")
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn scan_keys(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let result: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut self.conn())
+                .await;
+            let (next, keys) = self.ok(result)?;
+            out.extend(keys);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records always serialise")
+}
+
+fn parse<T: DeserializeOwned>(raw: &str) -> StoreResult<T> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The adapter's pub/sub needs RESP3 push messages.
+fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_resp3;
+
+    #[test]
+    fn resp3_is_asked_for_unless_the_url_says_otherwise() {
+        assert_eq!(
+            with_resp3("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379?protocol=resp3"
+        );
+        assert_eq!(
+            with_resp3("redis://h/0?timeout=1"),
+            "redis://h/0?timeout=1&protocol=resp3"
+        );
+        assert_eq!(
+            with_resp3("redis://h?protocol=resp3"),
+            "redis://h?protocol=resp3"
+        );
+    }
+}

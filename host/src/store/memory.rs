@@ -1,0 +1,384 @@
+//! The in-memory store a lone instance uses. Its methods are `async` only to share the
+//! [`super::Store`] interface; none of them waits.
+
+use super::{Cleaned, InstanceInfo, StoreError, StoreResult};
+use crate::matchmaking::{Joined, Queues};
+use crate::model::{
+    GameState, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketId, SocketMapping, Status,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sockets: HashMap<SocketId, SocketMapping>,
+    queues: Queues,
+    matches: HashMap<RoomId, MatchRecord>,
+    games: HashMap<RoomId, GameState>,
+    sessions: HashMap<PlayerId, Session>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section leaves the maps consistent, so a panic elsewhere cannot have
+        // left them half-written.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // Socket mappings.
+
+    pub async fn put_socket(&self, mapping: &SocketMapping) -> StoreResult<()> {
+        self.lock()
+            .sockets
+            .insert(mapping.socket_id.clone(), mapping.clone());
+        Ok(())
+    }
+
+    pub async fn remove_socket(
+        &self,
+        socket: &str,
+        _instance: &str,
+    ) -> StoreResult<Option<SocketMapping>> {
+        Ok(self.lock().sockets.remove(socket))
+    }
+
+    pub async fn set_socket_room(&self, socket: &str, room: Option<&str>) -> StoreResult<()> {
+        if let Some(mapping) = self.lock().sockets.get_mut(socket) {
+            mapping.room_id = room.map(str::to_string);
+        }
+        Ok(())
+    }
+
+    pub async fn socket_count(&self) -> StoreResult<usize> {
+        Ok(self.lock().sockets.len())
+    }
+
+    pub async fn sockets_by_instance(&self) -> StoreResult<BTreeMap<String, usize>> {
+        let mut counts = BTreeMap::new();
+        for mapping in self.lock().sockets.values() {
+            *counts.entry(mapping.instance_id.clone()).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    pub async fn instance_sockets(&self, instance: &str) -> StoreResult<Vec<SocketMapping>> {
+        Ok(self
+            .lock()
+            .sockets
+            .values()
+            .filter(|m| m.instance_id == instance)
+            .cloned()
+            .collect())
+    }
+
+    // Matchmaking. A lone instance is always alive, so its waiting players always are.
+
+    pub async fn join_queue(&self, entry: &QueueEntry, _instance: &str) -> StoreResult<Joined> {
+        Ok(self.lock().queues.join(entry.clone()))
+    }
+
+    pub async fn leave_queue(&self, player: &str) -> StoreResult<bool> {
+        Ok(self.lock().queues.leave(player))
+    }
+
+    pub async fn queue_counts(&self) -> StoreResult<BTreeMap<i64, usize>> {
+        Ok(self.lock().queues.counts())
+    }
+
+    // Matches and their game states.
+
+    pub async fn insert_match(&self, record: &MatchRecord, game: &GameState) -> StoreResult<()> {
+        let mut inner = self.lock();
+        inner.matches.insert(record.room_id.clone(), record.clone());
+        inner.games.insert(game.room_id.clone(), game.clone());
+        Ok(())
+    }
+
+    pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
+        Ok(self.lock().games.get(room).cloned())
+    }
+
+    pub async fn replace_game(&self, game: &GameState, expected: u64) -> StoreResult<()> {
+        let mut inner = self.lock();
+        let stored = inner
+            .games
+            .get_mut(&game.room_id)
+            .ok_or_else(|| StoreError::NoSuchGame(game.room_id.clone()))?;
+        if stored.version != expected {
+            return Err(StoreError::Conflict {
+                room: game.room_id.clone(),
+                expected,
+                found: stored.version,
+            });
+        }
+        *stored = game.clone();
+        Ok(())
+    }
+
+    pub async fn game_rooms(&self) -> StoreResult<Vec<RoomId>> {
+        let mut rooms: Vec<RoomId> = self.lock().games.keys().cloned().collect();
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    pub async fn active_game_count(&self) -> StoreResult<usize> {
+        Ok(self
+            .lock()
+            .games
+            .values()
+            .filter(|g| g.status != Status::Finished)
+            .count())
+    }
+
+    pub async fn match_count(&self) -> StoreResult<usize> {
+        Ok(self.lock().matches.len())
+    }
+
+    pub async fn prune_finished(&self, cutoff_ms: u64) -> StoreResult<usize> {
+        let mut inner = self.lock();
+        let Inner { matches, games, .. } = &mut *inner;
+        let before = games.len();
+        games.retain(|_, g| g.status != Status::Finished || g.updated_at >= cutoff_ms);
+        matches.retain(|room, _| games.contains_key(room));
+        Ok(before - games.len())
+    }
+
+    // Sessions.
+
+    pub async fn session(&self, player: &str) -> StoreResult<Option<Session>> {
+        Ok(self.lock().sessions.get(player).cloned())
+    }
+
+    pub async fn claim_session(&self, fresh: &Session, socket: &str) -> StoreResult<Session> {
+        let mut inner = self.lock();
+        let session = inner
+            .sessions
+            .entry(fresh.player_id.clone())
+            .or_insert_with(|| fresh.clone());
+        session.socket_id = Some(socket.to_string());
+        session.instance_id = fresh.instance_id.clone();
+        session.expires_at = None;
+        Ok(session.clone())
+    }
+
+    pub async fn release_session(
+        &self,
+        player: &str,
+        socket: &str,
+        expires_at: u64,
+    ) -> StoreResult<Option<Session>> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(player) else {
+            return Ok(None);
+        };
+        if session.socket_id.as_deref() != Some(socket) {
+            return Ok(None);
+        }
+        session.socket_id = None;
+        session.expires_at = Some(expires_at);
+        Ok(Some(session.clone()))
+    }
+
+    pub async fn set_session_room(&self, player: &str, room: Option<&str>) -> StoreResult<()> {
+        if let Some(session) = self.lock().sessions.get_mut(player) {
+            session.room_id = room.map(str::to_string);
+        }
+        Ok(())
+    }
+
+    pub async fn expire_sessions(&self, now_ms: u64) -> StoreResult<Vec<Session>> {
+        let mut inner = self.lock();
+        let expired: Vec<Session> = inner
+            .sessions
+            .values()
+            .filter(|s| s.socket_id.is_none() && s.expires_at.is_some_and(|at| at <= now_ms))
+            .cloned()
+            .collect();
+        for session in &expired {
+            inner.sessions.remove(&session.player_id);
+        }
+        Ok(expired)
+    }
+
+    pub async fn cleanup(&self, _instance: &str, live: &HashSet<String>) -> StoreResult<Cleaned> {
+        let mut inner = self.lock();
+        let before = inner.sockets.len();
+        inner.sockets.retain(|socket, _| live.contains(socket));
+        let socket_mappings = before - inner.sockets.len();
+
+        let connected: HashSet<PlayerId> = inner
+            .sockets
+            .values()
+            .map(|m| m.player_id.clone())
+            .collect();
+        let queue_entries = inner.queues.retain(|player| connected.contains(player));
+
+        let Inner { matches, games, .. } = &mut *inner;
+        let before = matches.len();
+        matches.retain(|room, _| games.contains_key(room));
+        Ok(Cleaned {
+            socket_mappings,
+            queue_entries,
+            matches: before - matches.len(),
+            instances: 0,
+        })
+    }
+
+    // The instance registry: a lone instance is the only one, and never dies while it runs.
+
+    pub async fn heartbeat(&self, _instance: &str, _ttl_ms: u64) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub async fn deregister(&self, _instance: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub async fn live_instances(&self) -> StoreResult<Vec<InstanceInfo>> {
+        let counts = self.sockets_by_instance().await?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, sockets)| InstanceInfo { id, sockets })
+            .collect())
+    }
+
+    pub async fn claim_dead_instances(&self, _instance: &str) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    pub async fn forget_instance(&self, _instance: &str) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn game(room: &str, version: u64) -> GameState {
+        GameState {
+            room_id: room.into(),
+            players: Vec::new(),
+            game_data: RawValue::from_string("{}".into()).unwrap(),
+            turn: 1,
+            status: Status::Active,
+            created_at: 0,
+            updated_at: 0,
+            game: "g".into(),
+            module: "m".into(),
+            version,
+            winners: None,
+            round_ends_at: None,
+        }
+    }
+
+    fn record(room: &str) -> MatchRecord {
+        let entry = |id: &str| QueueEntry {
+            id: id.into(),
+            level: 1,
+        };
+        MatchRecord {
+            player1: entry("a"),
+            player2: entry("b"),
+            room_id: room.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_based_on_an_old_version_is_refused() {
+        let store = MemoryStore::default();
+        store
+            .insert_match(&record("r"), &game("r", 1))
+            .await
+            .unwrap();
+        store.replace_game(&game("r", 2), 1).await.unwrap();
+        let stale = store.replace_game(&game("r", 2), 1).await;
+        assert_eq!(
+            stale,
+            Err(StoreError::Conflict {
+                room: "r".into(),
+                expected: 1,
+                found: 2
+            })
+        );
+        assert_eq!(store.game("r").await.unwrap().unwrap().version, 2);
+        assert_eq!(
+            store.replace_game(&game("x", 1), 0).await,
+            Err(StoreError::NoSuchGame("x".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn cleanup_removes_only_what_nothing_live_backs() {
+        let store = MemoryStore::default();
+        for (socket, player, level) in [("s1", "p1", 1), ("s2", "p2", 2)] {
+            let mapping = SocketMapping {
+                socket_id: socket.into(),
+                instance_id: "i".into(),
+                room_id: None,
+                player_id: player.into(),
+            };
+            store.put_socket(&mapping).await.unwrap();
+            let entry = QueueEntry {
+                id: player.into(),
+                level,
+            };
+            store.join_queue(&entry, "i").await.unwrap();
+        }
+        store
+            .insert_match(&record("gone"), &game("gone", 1))
+            .await
+            .unwrap();
+        store.lock().games.remove("gone");
+        let live = HashSet::from(["s1".to_string()]);
+        let cleaned = store.cleanup("i", &live).await.unwrap();
+        assert_eq!(
+            cleaned,
+            Cleaned {
+                socket_mappings: 1,
+                queue_entries: 1,
+                matches: 1,
+                instances: 0
+            }
+        );
+        assert_eq!(store.socket_count().await.unwrap(), 1);
+        let queued: usize = store.queue_counts().await.unwrap().values().sum();
+        assert_eq!(queued, 1);
+        assert_eq!(
+            store.cleanup("i", &live).await.unwrap().total(),
+            0,
+            "a second pass finds nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn finished_games_are_forgotten_after_their_retention() {
+        let store = MemoryStore::default();
+        let mut done = game("done", 1);
+        done.status = Status::Finished;
+        done.updated_at = 1_000;
+        store.insert_match(&record("done"), &done).await.unwrap();
+        store
+            .insert_match(&record("live"), &game("live", 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.prune_finished(1_000).await.unwrap(),
+            0,
+            "not older than the cutoff yet"
+        );
+        assert_eq!(store.prune_finished(1_001).await.unwrap(), 1);
+        assert!(store.game("done").await.unwrap().is_none());
+        assert!(
+            store.game("live").await.unwrap().is_some(),
+            "running games stay, however old"
+        );
+        assert_eq!(store.match_count().await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,171 @@
+//! Where the host keeps what outlives one request: socket mappings, queues, matches, game
+//! states, sessions and (with Redis) the instance registry. Every record has the shape the
+//! original backend kept in Redis (see [`crate::model`]).
+//!
+//! Two backends sit behind one interface: [`MemoryStore`] for a lone instance (the default) and
+//! [`RedisStore`] (chosen by `REDIS_URL`) for many instances sharing one Redis.
+//!
+//! **Invariants:**
+//! * every change of a game state is a compare-and-set on its `version`
+//!   ([`Store::replace_game`]), so two writers can never silently overwrite each other;
+//! * pairing is atomic: a player is handed to at most one opponent, once;
+//! * a session's socket is only released by the socket that holds it, so a late disconnect of a
+//!   replaced socket cannot undo a reconnection elsewhere.
+
+mod memory;
+
+pub use crate::redis_store::RedisStore;
+pub use memory::MemoryStore;
+
+use crate::matchmaking::Joined;
+use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("room {0} has no game state")]
+    NoSuchGame(RoomId),
+    #[error("room {room} changed meanwhile (version {found}, expected {expected})")]
+    Conflict {
+        room: RoomId,
+        expected: u64,
+        found: u64,
+    },
+    /// The shared store cannot be reached now; the request may succeed later.
+    #[error("the shared store is unreachable: {0}")]
+    Unavailable(String),
+    /// The shared store holds something this host cannot read.
+    #[error("unreadable record in the store: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What `/health/cleanup` removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleaned {
+    pub socket_mappings: usize,
+    pub queue_entries: usize,
+    pub matches: usize,
+    pub instances: usize,
+}
+
+impl Cleaned {
+    pub fn total(&self) -> usize {
+        self.socket_mappings + self.queue_entries + self.matches + self.instances
+    }
+}
+
+/// A live instance as the registry sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub sockets: usize,
+}
+
+/// The host's store: in memory, or shared through Redis.
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::Memory(MemoryStore::default())
+    }
+}
+
+macro_rules! delegate {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> StoreResult<$ret> {
+                    match self {
+                        Store::Memory(store) => store.$name($($arg),*).await,
+                        Store::Redis(store) => store.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// Records (or rewrites) which instance holds a socket and what it is doing.
+    fn put_socket(&self, mapping: &SocketMapping) -> ();
+    /// Forgets a socket held by `instance`; returns its mapping if there was one.
+    fn remove_socket(&self, socket: &str, instance: &str) -> Option<SocketMapping>;
+    /// Records which room a socket plays in, whichever instance holds it.
+    fn set_socket_room(&self, socket: &str, room: Option<&str>) -> ();
+    fn socket_count(&self) -> usize;
+    /// Socket counts of every instance that has mappings.
+    fn sockets_by_instance(&self) -> BTreeMap<String, usize>;
+    /// The mappings of every socket `instance` registered.
+    fn instance_sockets(&self, instance: &str) -> Vec<SocketMapping>;
+
+    /// Queues a player (whose socket is on `instance`) or pairs it, atomically. A waiting player
+    /// whose instance is gone is never handed out as an opponent.
+    fn join_queue(&self, entry: &QueueEntry, instance: &str) -> Joined;
+    /// Takes a player out of whichever queue holds it; returns whether it was waiting.
+    fn leave_queue(&self, player: &str) -> bool;
+    fn queue_counts(&self) -> BTreeMap<i64, usize>;
+
+    /// Stores a new match and its first game state.
+    fn insert_match(&self, record: &MatchRecord, game: &GameState) -> ();
+    fn game(&self, room: &str) -> Option<GameState>;
+    /// Writes `game` if the stored one still has version `expected`.
+    fn replace_game(&self, game: &GameState, expected: u64) -> ();
+    /// Every stored room, sorted.
+    fn game_rooms(&self) -> Vec<RoomId>;
+    /// How many stored games are not finished.
+    fn active_game_count(&self) -> usize;
+    fn match_count(&self) -> usize;
+    /// Forgets finished games (and their match records) that ended before `cutoff_ms`;
+    /// returns how many.
+    fn prune_finished(&self, cutoff_ms: u64) -> usize;
+
+    fn session(&self, player: &str) -> Option<Session>;
+    /// Marks `socket` as the player's current one (creating the session as `fresh` if there is
+    /// none) and cancels any pending expiry; returns the session.
+    fn claim_session(&self, fresh: &Session, socket: &str) -> Session;
+    /// If `socket` is still the player's current one, lets it go: the session now expires at
+    /// `expires_at` unless the player comes back. Returns the session if it was released.
+    fn release_session(&self, player: &str, socket: &str, expires_at: u64) -> Option<Session>;
+    fn set_session_room(&self, player: &str, room: Option<&str>) -> ();
+    /// Takes the sessions whose grace ran out before `now_ms`; each is handed to exactly one
+    /// caller, whichever instance asks.
+    fn expire_sessions(&self, now_ms: u64) -> Vec<Session>;
+
+    /// Removes what nothing live backs: mappings of sockets neither `live` (this instance's
+    /// sockets) nor a live instance holds, queue entries of players without a live socket,
+    /// match records without a game, and registrations of dead instances.
+    fn cleanup(&self, instance: &str, live: &HashSet<String>) -> Cleaned;
+
+    /// Says this instance is alive for another `ttl_ms`.
+    fn heartbeat(&self, instance: &str, ttl_ms: u64) -> ();
+    /// Removes this instance from the registry at once (a clean shutdown).
+    fn deregister(&self, instance: &str) -> ();
+    /// Live instances and their socket counts.
+    fn live_instances(&self) -> Vec<InstanceInfo>;
+    /// Registered instances whose heartbeat expired. Each is returned to exactly one caller,
+    /// which must reap what it left ([`Store::instance_sockets`]).
+    fn claim_dead_instances(&self, instance: &str) -> Vec<String>;
+    /// Forgets the socket list of a reaped instance.
+    fn forget_instance(&self, instance: &str) -> ();
+}
+
+impl Store {
+    /// Whether this store is shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
+    /// Whether the shared store answers now (always true in memory).
+    pub fn is_reachable(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+            Store::Redis(store) => store.is_up(),
+        }
+    }
+}
