@@ -83,8 +83,11 @@ impl Outbox for SocketOutbox {
                     To::Player(player) => vec![player_room(player)],
                     To::Players(players) => players.iter().map(|p| player_room(p)).collect(),
                 };
-                if let Err(error) = self
-                    .io
+                // After shutdown closed the namespace there is nobody left to tell.
+                let Some(namespace) = self.io.of("/") else {
+                    return;
+                };
+                if let Err(error) = namespace
                     .to(rooms)
                     .emit(message.event, &message.payload)
                     .await
@@ -272,12 +275,19 @@ impl Gateway {
 
     /// The ids of the sockets connected to this instance now.
     pub fn live_sockets(&self) -> std::collections::HashSet<String> {
-        self.inner
-            .io
-            .sockets()
+        self.local_sockets()
             .iter()
             .map(|socket| socket.id.to_string())
             .collect()
+    }
+
+    /// The sockets connected to this instance (none once shutdown closed the namespace).
+    fn local_sockets(&self) -> Vec<Sock> {
+        self.inner
+            .io
+            .of("/")
+            .map(|namespace| namespace.sockets())
+            .unwrap_or_default()
     }
 
     /// Serves the default namespace. With Redis, this subscribes to the adapter's channels.
@@ -487,7 +497,7 @@ impl Gateway {
     /// grace in its match), so its players can resume elsewhere; then stops taking new ones.
     pub async fn drain(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
-        let sockets = self.inner.io.sockets();
+        let sockets = self.local_sockets();
         let mut pending = Vec::new();
         for socket in sockets {
             let gateway = self.clone();
@@ -503,7 +513,7 @@ impl Gateway {
     /// Puts this instance's socket mappings and sessions back into the store, e.g. after Redis
     /// came back without them.
     pub async fn write_back(&self) {
-        for socket in self.inner.io.sockets() {
+        for socket in self.local_sockets() {
             let Some(identity) = socket.extensions.get::<Identity>() else {
                 continue;
             };

@@ -155,6 +155,7 @@ enum Command {
         player: PlayerId,
         socket: SocketId,
         grace: Duration,
+        done: oneshot::Sender<Result<(), MatchError>>,
     },
     Reconnected {
         player: PlayerId,
@@ -162,7 +163,10 @@ enum Command {
         done: oneshot::Sender<Result<Resumed, MatchError>>,
     },
     /// The player's reconnection grace ran out.
-    Forfeit { player: PlayerId },
+    Forfeit {
+        player: PlayerId,
+        done: oneshot::Sender<Result<(), MatchError>>,
+    },
     /// Another instance stored this version.
     Changed { version: u64 },
 }
@@ -511,23 +515,33 @@ impl Matches {
     }
 
     /// The player's socket went away; its grace period starts (the session store times it).
+    /// Returns once the match has recorded it and told the other players.
     pub async fn disconnected(&self, room: &str, player: &str, socket: &str) {
-        let command = Command::Disconnected {
-            player: player.to_string(),
-            socket: socket.to_string(),
-            grace: self.inner.settings.reconnect_grace,
-        };
-        if let Err(error) = self.send(room, command).await {
+        let (owned, socket) = (player.to_string(), socket.to_string());
+        let grace = self.inner.settings.reconnect_grace;
+        let result = self
+            .ask(room, |done| Command::Disconnected {
+                player: owned,
+                socket,
+                grace,
+                done,
+            })
+            .await;
+        if let Err(error) = result {
             tracing::debug!(room, player, %error, "disconnection not recorded in the match");
         }
     }
 
     /// The player did not come back in time: it leaves its match.
     pub async fn forfeit(&self, room: &str, player: &str) {
-        let command = Command::Forfeit {
-            player: player.to_string(),
-        };
-        if let Err(error) = self.send(room, command).await {
+        let owned = player.to_string();
+        let result = self
+            .ask(room, |done| Command::Forfeit {
+                player: owned,
+                done,
+            })
+            .await;
+        if let Err(error) = result {
             tracing::debug!(room, player, %error, "forfeit not applied");
         }
     }
@@ -766,7 +780,10 @@ impl Actor {
                 player,
                 socket,
                 grace,
-            } => self.disconnected(&player, &socket, grace).await,
+                done,
+            } => {
+                let _ = done.send(self.disconnected(&player, &socket, grace).await);
+            }
             Command::Reconnected {
                 player,
                 socket,
@@ -774,7 +791,9 @@ impl Actor {
             } => {
                 let _ = done.send(self.reconnected(&player, &socket).await);
             }
-            Command::Forfeit { player } => self.forfeit(&player).await,
+            Command::Forfeit { player, done } => {
+                let _ = done.send(self.forfeit(&player).await);
+            }
             Command::Changed { version } => {
                 if version > self.game.version && !self.unsaved {
                     self.reload().await;
@@ -958,45 +977,46 @@ impl Actor {
         .await
     }
 
-    async fn disconnected(&mut self, player: &str, socket: &str, grace: Duration) {
+    async fn disconnected(
+        &mut self,
+        player: &str,
+        socket: &str,
+        grace: Duration,
+    ) -> Result<(), MatchError> {
         let player = player.to_string();
-        let result = self
-            .change(|mut game, _, _| {
-                let player = player.clone();
-                let socket = socket.to_string();
-                async move {
-                    let Some(slot) = game.slot_mut(&player) else {
-                        return Ok(None);
-                    };
-                    // A socket the player already replaced going away changes nothing.
-                    if slot.socket_id != socket || !slot.connected {
-                        return Ok(None);
-                    }
-                    slot.connected = false;
-                    #[derive(Serialize)]
-                    #[serde(rename_all = "camelCase")]
-                    struct Gone<'a> {
-                        room_id: &'a str,
-                        player_id: &'a str,
-                        reconnect_within_ms: u64,
-                    }
-                    let body = payload(&Gone {
-                        room_id: &game.room_id,
-                        player_id: &player,
-                        reconnect_within_ms: grace.as_millis() as u64,
-                    });
-                    let messages = to_others(&game, &player, "opponentDisconnected", body);
-                    Ok(Some(Change {
-                        next: game,
-                        messages,
-                        answer: (),
-                    }))
+        self.change(|mut game, _, _| {
+            let player = player.clone();
+            let socket = socket.to_string();
+            async move {
+                let Some(slot) = game.slot_mut(&player) else {
+                    return Ok(None);
+                };
+                // A socket the player already replaced going away changes nothing.
+                if slot.socket_id != socket || !slot.connected {
+                    return Ok(None);
                 }
-            })
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(room = %self.game.room_id, player, %error, "disconnection not recorded");
-        }
+                slot.connected = false;
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Gone<'a> {
+                    room_id: &'a str,
+                    player_id: &'a str,
+                    reconnect_within_ms: u64,
+                }
+                let body = payload(&Gone {
+                    room_id: &game.room_id,
+                    player_id: &player,
+                    reconnect_within_ms: grace.as_millis() as u64,
+                });
+                let messages = to_others(&game, &player, "opponentDisconnected", body);
+                Ok(Some(Change {
+                    next: game,
+                    messages,
+                    answer: (),
+                }))
+            }
+        })
+        .await
     }
 
     async fn reconnected(&mut self, player: &str, socket: &str) -> Result<Resumed, MatchError> {
@@ -1039,28 +1059,24 @@ impl Actor {
         })
     }
 
-    async fn forfeit(&mut self, player: &str) {
+    async fn forfeit(&mut self, player: &str) -> Result<(), MatchError> {
         let player = player.to_string();
-        let result = self
-            .change(|game, module, settings| {
-                let player = player.clone();
-                async move {
-                    // Back in time after all, or already out.
-                    if game.slot(&player).is_none_or(|slot| slot.connected)
-                        || game.status == Status::Finished
-                    {
-                        return Ok(None);
-                    }
-                    tracing::info!(room = %game.room_id, player, "reconnection grace over: forfeit");
-                    let state = game.game_data.clone();
-                    let transition = call(&module, move |m| m.leave(&state, &player)).await?;
-                    Ok(Some(transitioned(game, &transition, &settings, false)))
+        self.change(|game, module, settings| {
+            let player = player.clone();
+            async move {
+                // Back in time after all, or already out.
+                if game.slot(&player).is_none_or(|slot| slot.connected)
+                    || game.status == Status::Finished
+                {
+                    return Ok(None);
                 }
-            })
-            .await;
-        if let Err(error) = result {
-            tracing::error!(room = %self.game.room_id, player, %error, "forfeit failed");
-        }
+                tracing::info!(room = %game.room_id, player, "reconnection grace over: forfeit");
+                let state = game.game_data.clone();
+                let transition = call(&module, move |m| m.leave(&state, &player)).await?;
+                Ok(Some(transitioned(game, &transition, &settings, false)))
+            }
+        })
+        .await
     }
 
     async fn on_round_deadline(&mut self) {

@@ -2,7 +2,10 @@
 //! `cargo xtask build-rules`, the real server started in-process on port 0, and real Socket.IO
 //! clients (`rust_socketio`, and the official JavaScript `socket.io-client` run by node).
 
+mod cluster_support;
 mod support;
+
+mod cluster;
 
 mod rules_determinism;
 mod rules_hostile;

@@ -87,6 +87,18 @@ pub async fn server(tweak: impl FnOnce(&mut Config)) -> RunningServer {
         .expect("the server starts")
 }
 
+/// Something clients can reach: a server in this process, or a `gamehost` process.
+pub trait Endpoint {
+    /// `http://<addr>`.
+    fn url(&self) -> String;
+}
+
+impl Endpoint for RunningServer {
+    fn url(&self) -> String {
+        RunningServer::url(self)
+    }
+}
+
 /// Every event a client received, in order, and a way to wait for more.
 #[derive(Default)]
 struct Inbox {
@@ -122,7 +134,7 @@ fn first_ack_value(payload: Payload) -> Value {
 
 impl Player {
     /// Connects without identity and waits for the session the server hands out.
-    pub async fn connect(server: &RunningServer) -> Player {
+    pub async fn connect(server: &impl Endpoint) -> Player {
         Player::connect_with(server, None)
             .await
             .expect("the connection is accepted")
@@ -130,7 +142,7 @@ impl Player {
 
     /// Connects with a handshake `auth`; `Err` carries the server's refusal.
     pub async fn connect_with(
-        server: &RunningServer,
+        server: &impl Endpoint,
         auth: Option<Value>,
     ) -> Result<Player, String> {
         let inbox = Arc::new(Inbox::default());
@@ -217,6 +229,28 @@ impl Player {
             })
     }
 
+    /// The first `event` for which `check` holds, waiting for it if need be.
+    pub async fn first_where(&self, event: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let wait = async {
+            loop {
+                let arrived = self.inbox.arrived.notified();
+                if let Some(value) = self.received(event).into_iter().find(|v| check(v)) {
+                    return value;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} never got the {event} awaited; got {:?}",
+                    self.id,
+                    self.names()
+                )
+            })
+    }
+
     pub async fn next(&self, event: &str) -> Value {
         self.nth(event, 1).await
     }
@@ -292,7 +326,7 @@ impl Player {
 }
 
 /// Two players matched at `level`: `(first to queue, second, room id)`.
-pub async fn matched_pair(server: &RunningServer, level: i64) -> (Player, Player, String) {
+pub async fn matched_pair(server: &impl Endpoint, level: i64) -> (Player, Player, String) {
     let a = Player::connect(server).await;
     let b = Player::connect(server).await;
     assert_eq!(
@@ -320,7 +354,7 @@ pub async fn settle() {
 
 /// A plain HTTP GET/POST against the server, returning status and JSON body.
 pub async fn http(
-    server: &RunningServer,
+    server: &impl Endpoint,
     method: &str,
     path: &str,
     bearer: Option<&str>,

@@ -3,7 +3,9 @@
 //! * `build-rules`: compile every rules crate under `rules/` to `target/rules/<name>.wasm`, and
 //!   every test fixture under `tests/fixtures/` to `target/fixtures/<name>.wasm`.
 //! * `test`: `build-rules`, install the JavaScript Socket.IO client the tests use (`npm ci` in
-//!   `tests/js`), then every test of the workspace. This is the README's test command.
+//!   `tests/js`) and `redis-server` if missing, build the `gamehost` binary (the multi-instance
+//!   tests run it as processes), then every test of the workspace. This is the README's test
+//!   command.
 //! * `run [ARGS...]`: `build-rules`, then the server (`gamehost ARGS...`) with the bundled rules.
 //! * `bench [ARGS...]`: `build-rules`, then the criterion benchmarks.
 //!
@@ -36,6 +38,15 @@ fn main() -> Result<()> {
         "test" => {
             build_rules(&root)?;
             install_js_client(&root)?;
+            ensure_redis_server()?;
+            // The multi-instance tests start real `gamehost` processes (to kill -9 them).
+            run(cargo().current_dir(&root).args([
+                "build",
+                "--package",
+                "host",
+                "--bin",
+                "gamehost",
+            ]))?;
             run(cargo()
                 .current_dir(&root)
                 .args(["test", "--workspace"])
@@ -70,6 +81,21 @@ fn workspace_root() -> Result<PathBuf> {
         .parent()
         .context("xtask lives one level below the workspace root")?
         .to_path_buf())
+}
+
+/// The multi-instance tests start private `redis-server`s (to restart them at will); install
+/// Debian's when there is none and we may.
+fn ensure_redis_server() -> Result<()> {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Ok(());
+    }
+    eprintln!("    installing redis-server for the tests (apt-get)");
+    run(Command::new("apt-get").args(["install", "-y", "-q", "redis-server"]))
+        .context("the tests need redis-server on the PATH; install it (Debian: redis-server)")
 }
 
 /// The cargo that runs us (the user's toolchain).

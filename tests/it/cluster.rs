@@ -1,0 +1,503 @@
+//! Many instances on one Redis: shared matchmaking, matches across instances, instances dying or
+//! leaving, Redis going away. Each test has its own `redis-server` (some restart it) and its own
+//! key prefix.
+
+use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_prefix};
+use crate::support::{Player, http, server, settle};
+use redis::Commands;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Waits until `check` holds, polling; panics with `what` after `limit`.
+async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+/// The socket mappings stored under `prefix`, by socket id.
+fn mappings(redis: &PrivateRedis, prefix: &str) -> BTreeMap<String, Value> {
+    let raw: BTreeMap<String, String> = redis
+        .conn()
+        .hgetall(format!("{prefix}socket_mappings"))
+        .unwrap();
+    raw.into_iter()
+        .map(|(k, v)| (k, serde_json::from_str(&v).unwrap()))
+        .collect()
+}
+
+fn stored_game(redis: &PrivateRedis, prefix: &str, room: &str) -> Option<Value> {
+    let raw: Option<String> = redis
+        .conn()
+        .hget(format!("{prefix}game_states"), room)
+        .unwrap();
+    raw.map(|raw| serde_json::from_str(&raw).unwrap())
+}
+
+/// `a` on one instance queues, `b` on another joins: matched across instances.
+async fn pair_across(a: &Player, b: &Player, level: i64) -> String {
+    let first = a
+        .request("joinMatchmaking", json!({ "level": level }))
+        .await;
+    assert_eq!(first, Value::Null, "a waits");
+    let room = b
+        .request("joinMatchmaking", json!({ "level": level }))
+        .await;
+    let room = room.as_str().expect("b is matched with a").to_string();
+    for player in [a, b] {
+        assert_eq!(player.next("matchFound").await["roomId"], room.as_str());
+    }
+    room
+}
+
+async fn act(player: &Player, room: &str, action: Value) -> Value {
+    player
+        .request("submitAction", json!({ "roomId": room, "action": action }))
+        .await
+}
+
+/// Both cast lightning where the other stands: the match ends in a draw.
+async fn strike_each_other(a: &Player, b: &Player, room: &str) {
+    for (caster, target) in [(a, b), (b, a)] {
+        let spell = json!({ "spell": "lightning", "target": position(target) });
+        let ack = act(caster, room, spell).await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+}
+
+/// Where a player stands, from the last view it got.
+fn position(player: &Player) -> Value {
+    let views = player.received("view");
+    views.last().expect("a view arrived")["view"]["you"]["position"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_players_joining_at_once_over_three_instances_make_500_matches() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(cluster_server(&redis, &prefix, |_| {}).await);
+    }
+    let mut players = Vec::new();
+    for batch in 0..20 {
+        let connects = (0..50).map(|i| Player::connect(&servers[(batch * 50 + i) % 3]));
+        players.extend(futures_util::future::join_all(connects).await);
+    }
+    assert_eq!(players.len(), 1000);
+
+    let joins = players
+        .iter()
+        .map(|p| p.request("joinMatchmaking", json!({ "level": 3 })));
+    let acks = futures_util::future::join_all(joins).await;
+    assert_eq!(
+        acks.iter().filter(|a| a.is_string()).count(),
+        500,
+        "500 matches, each acked once (to the second player)"
+    );
+
+    eventually(
+        "every player told of its match",
+        Duration::from_secs(30),
+        || players.iter().all(|p| p.count("matchFound") >= 1),
+    )
+    .await;
+    settle().await;
+    let mut rooms: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for player in &players {
+        assert_eq!(player.count("matchFound"), 1, "{} told once", player.id);
+        let found = player.next("matchFound").await;
+        let seated: Vec<&str> = found["players"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            seated.contains(&player.id.as_str()),
+            "told of its own match"
+        );
+        rooms
+            .entry(found["roomId"].as_str().unwrap().to_string())
+            .or_default()
+            .push(player.id.clone());
+    }
+    assert_eq!(rooms.len(), 500);
+    assert!(rooms.values().all(|seated| seated.len() == 2));
+    let everyone: HashSet<&String> = rooms.values().flatten().collect();
+    assert_eq!(everyone.len(), 1000, "nobody is in two rooms");
+
+    let stored: usize = redis.conn().hlen(format!("{prefix}matches")).unwrap();
+    assert_eq!(stored, 500);
+    let waiting: usize = redis
+        .conn()
+        .llen(format!("{prefix}waiting:level:3"))
+        .unwrap();
+    assert_eq!(waiting, 0);
+    // Every instance counts the same cluster.
+    let (_, stats) = http(&servers[0], "GET", "/health/stats", None).await;
+    let sockets: u64 = stats["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sockets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stats["instances"].as_array().unwrap().len(), 3);
+    assert_eq!(sockets, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_with_its_players_on_two_instances_plays_to_the_end() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let one = cluster_server(&redis, &prefix, |_| {}).await;
+    let two = cluster_server(&redis, &prefix, |_| {}).await;
+    let a = Player::connect(&one).await;
+    let b = Player::connect(&two).await;
+    let room = pair_across(&a, &b, 1).await;
+    a.next("view").await;
+    b.next("view").await;
+
+    // Chat crosses instances, once per client.
+    let ack = a
+        .request("gameMessage", json!({ "roomId": room, "message": "hi" }))
+        .await;
+    assert_eq!(ack["success"], true);
+    for player in [&a, &b] {
+        let message = player.next("gameMessage").await;
+        assert_eq!(message["sender"], a.id.as_str());
+    }
+
+    // Round 1: both stay where they are, acting at the same time on different instances.
+    let (stay_a, stay_b) = (position(&a), position(&b));
+    let (ack_a, ack_b) = tokio::join!(
+        act(&a, &room, json!({ "spell": "teleport", "target": stay_a })),
+        act(&b, &room, json!({ "spell": "teleport", "target": stay_b })),
+    );
+    assert_eq!(ack_a["success"], true, "{ack_a}");
+    assert_eq!(ack_b["success"], true, "{ack_b}");
+    for player in [&a, &b] {
+        player.first_where("view", |v| v["turn"] == 2).await;
+    }
+
+    // Round 2: lightning on each other: a draw.
+    strike_each_other(&a, &b, &room).await;
+    for player in [&a, &b] {
+        assert_eq!(
+            player.next("gameOver").await,
+            json!({ "roomId": room, "winners": [] })
+        );
+    }
+    settle().await;
+    for player in [&a, &b] {
+        for (event, times) in [("matchFound", 1), ("gameMessage", 1), ("gameOver", 1)] {
+            assert_eq!(
+                player.count(event),
+                times,
+                "{} got {event} {times}x",
+                player.id
+            );
+        }
+        // Each of the two rounds resolved once.
+        assert_eq!(
+            player
+                .received("gameEvent")
+                .iter()
+                .filter(|e| e["event"]["type"] == "roundResolved")
+                .count(),
+            2
+        );
+        let turns: Vec<u64> = player
+            .received("view")
+            .iter()
+            .map(|v| v["turn"].as_u64().unwrap())
+            .collect();
+        assert!(turns.is_sorted(), "views arrive in order: {turns:?}");
+    }
+    let stored = stored_game(&redis, &prefix, &room).unwrap();
+    assert_eq!(stored["status"], "finished");
+    assert_eq!(stored["winners"], json!([]));
+
+    // A disconnect on one instance reaches the other, once.
+    let c = Player::connect(&one).await;
+    let d = Player::connect(&two).await;
+    pair_across(&c, &d, 2).await;
+    d.disconnect().await;
+    c.next("opponentDisconnected").await;
+    settle().await;
+    assert_eq!(c.count("opponentDisconnected"), 1);
+}
+
+/// Sets up an instance process `doomed` holding player `a` (in a match with `b` on `survivor`,
+/// with one action submitted) and player `w` waiting at level 7.
+async fn doomed_instance(
+    redis: &PrivateRedis,
+    prefix: &str,
+    heartbeat_ttl_ms: &str,
+) -> (
+    HostProcess,
+    host::server::RunningServer,
+    Player,
+    Player,
+    String,
+) {
+    let doomed = HostProcess::spawn(redis, prefix, &[("HEARTBEAT_TTL_MS", heartbeat_ttl_ms)]).await;
+    let survivor = cluster_server(redis, prefix, |_| {}).await;
+    let a = Player::connect(&doomed).await;
+    let b = Player::connect(&survivor).await;
+    let room = pair_across(&a, &b, 1).await;
+    a.next("view").await;
+    b.next("view").await;
+    let ack = act(
+        &a,
+        &room,
+        json!({ "spell": "teleport", "target": position(&a) }),
+    )
+    .await;
+    assert_eq!(ack["success"], true);
+    b.next("gameEvent").await; // told that a submitted
+
+    let w = Player::connect(&doomed).await;
+    assert_eq!(
+        w.request("joinMatchmaking", json!({ "level": 7 })).await,
+        Value::Null
+    );
+    let on_doomed = mappings(redis, prefix)
+        .values()
+        .filter(|m| m["instanceId"] == doomed.instance_id.as_str())
+        .count();
+    assert_eq!(on_doomed, 2);
+    (doomed, survivor, a, b, room)
+}
+
+/// After `doomed` is gone: `a` resumes on the survivor with its action kept, `b` was told, and
+/// nothing of the doomed instance is left in Redis.
+async fn resumes_elsewhere(
+    redis: &PrivateRedis,
+    prefix: &str,
+    survivor: &host::server::RunningServer,
+    doomed_id: &str,
+    a: Player,
+    b: Player,
+    room: &str,
+) {
+    b.next("opponentDisconnected").await;
+    let a_id = a.id.clone();
+    let back = Player::connect_with(survivor, Some(a.resume_auth()))
+        .await
+        .expect("the resume token works on another instance");
+    assert_eq!(back.id, a_id);
+    let resumed = back.next("resumed").await;
+    assert_eq!(resumed["roomId"], room);
+    assert_eq!(resumed["turn"], 1);
+    b.next("opponentReconnected").await;
+
+    // b's action completes the round: a's action from before the death was kept.
+    act(
+        &b,
+        room,
+        json!({ "spell": "teleport", "target": position(&b) }),
+    )
+    .await;
+    let resolved = back
+        .first_where("gameEvent", |e| e["event"]["type"] == "roundResolved")
+        .await;
+    assert_eq!(resolved["event"]["casts"].as_array().unwrap().len(), 2);
+
+    let left: Vec<Value> = mappings(redis, prefix)
+        .into_values()
+        .filter(|m| m["instanceId"] == doomed_id)
+        .collect();
+    assert!(left.is_empty(), "mappings of the dead instance: {left:?}");
+    let waiting: usize = redis
+        .conn()
+        .llen(format!("{prefix}waiting:level:7"))
+        .unwrap();
+    assert_eq!(waiting, 0, "its queue entry is gone");
+    let (_, stats) = http(survivor, "GET", "/health/stats", None).await;
+    let instances: Vec<&str> = stats["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instanceId"].as_str().unwrap())
+        .collect();
+    assert!(!instances.contains(&doomed_id), "{instances:?}");
+    drop(back);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_players_resume_on_another_instance_and_the_dead_one_is_reaped() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let (doomed, survivor, a, b, room) = doomed_instance(&redis, &prefix, "1000").await;
+    let doomed_id = doomed.instance_id.clone();
+    let killed_at = Instant::now();
+    doomed.kill();
+    // The heartbeat lives 1 s; until it expires, nothing may be reaped.
+    eventually("the dead instance reaped", Duration::from_secs(10), || {
+        !mappings(&redis, &prefix)
+            .values()
+            .any(|m| m["instanceId"] == doomed_id.as_str())
+    })
+    .await;
+    assert!(
+        killed_at.elapsed() >= Duration::from_millis(500),
+        "reaped only once the heartbeat had expired"
+    );
+    resumes_elsewhere(&redis, &prefix, &survivor, &doomed_id, a, b, &room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigterm_players_resume_on_another_instance_at_once() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    // A heartbeat that would take a minute to expire: everything below must come from the
+    // instance's own goodbye.
+    let (doomed, survivor, a, b, room) = doomed_instance(&redis, &prefix, "60000").await;
+    let doomed_id = doomed.instance_id.clone();
+    let members: HashSet<String> = redis.conn().smembers(format!("{prefix}instances")).unwrap();
+    assert!(members.contains(&doomed_id));
+    doomed.terminate().await;
+    let members: HashSet<String> = redis.conn().smembers(format!("{prefix}instances")).unwrap();
+    assert!(!members.contains(&doomed_id), "it left the registry");
+    let left = mappings(&redis, &prefix)
+        .into_values()
+        .filter(|m| m["instanceId"] == doomed_id.as_str())
+        .count();
+    assert_eq!(left, 0, "its mappings went with it");
+    resumes_elsewhere(&redis, &prefix, &survivor, &doomed_id, a, b, &room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_goes_on_while_redis_restarts_and_the_stored_state_catches_up() {
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let server = cluster_server(&redis, &prefix, |_| {}).await;
+    let a = Player::connect(&server).await;
+    let b = Player::connect(&server).await;
+    let room = pair_across(&a, &b, 1).await;
+    a.next("view").await;
+    b.next("view").await;
+
+    redis.stop();
+    // Round 1 is played while Redis is away: both players are here, so the match goes on.
+    for player in [&a, &b] {
+        let ack = act(
+            player,
+            &room,
+            json!({ "spell": "teleport", "target": position(player) }),
+        )
+        .await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+    for player in [&a, &b] {
+        player.first_where("view", |v| v["turn"] == 2).await;
+    }
+    let (_, health) = http(&server, "GET", "/health", None).await;
+    assert_eq!(health["redis"], false, "{health}");
+    assert_eq!(health["status"], "degraded");
+
+    // Redis comes back empty; the instance writes the match (and its sockets) back.
+    redis.restart(Duration::from_millis(0));
+    eventually("the match written back", Duration::from_secs(10), || {
+        stored_game(&redis, &prefix, &room).is_some_and(|g| g["turn"] == 2)
+    })
+    .await;
+    eventually("the sockets written back", Duration::from_secs(10), || {
+        mappings(&redis, &prefix).len() == 2
+    })
+    .await;
+    let (_, health) = http(&server, "GET", "/health", None).await;
+    assert_eq!(health["redis"], true, "{health}");
+
+    // And the match goes on through Redis.
+    strike_each_other(&a, &b, &room).await;
+    a.next("gameOver").await;
+    let stored = stored_game(&redis, &prefix, &room).unwrap();
+    assert_eq!(stored["status"], "finished");
+    let seen = a.request("getGameState", json!({ "roomId": room })).await["state"].clone();
+    assert_eq!(
+        seen["version"], stored["version"],
+        "the store has what players saw"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_without_redis_it_runs_alone_and_says_so() {
+    let nowhere = format!("redis://127.0.0.1:{}", crate::cluster_support::free_port());
+    let server = server(|c| c.redis_url = Some(nowhere)).await;
+    let (status, health) = http(&server, "GET", "/health", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["mode"], "standalone");
+    assert_eq!(health["redis"], false);
+    assert!(health["redisError"].as_str().is_some(), "{health}");
+    // And it serves.
+    crate::support::matched_pair(&server, 1).await;
+}
+
+/// Two instances' stores race to change one game 200 times each: every write is a
+/// compare-and-set, so each version is written exactly once and no change is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_never_lose_an_update() {
+    use host::model::{GameState, MatchRecord, QueueEntry, Status};
+    use host::store::{RedisStore, StoreError};
+
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let url = redis.url();
+    let connect = || RedisStore::connect(&url, &prefix, Duration::from_secs(2));
+    let (one, two) = (connect().await.unwrap(), connect().await.unwrap());
+    let game: GameState = serde_json::from_value(json!({
+        "roomId": "r", "players": [], "gameData": { "count": 0 }, "turn": 0,
+        "status": "active", "createdAt": 0, "updatedAt": 0, "game": "g", "module": "m",
+        "version": 1
+    }))
+    .unwrap();
+    let entry = |id: &str| QueueEntry {
+        id: id.into(),
+        level: 1,
+    };
+    let record = MatchRecord {
+        player1: entry("a"),
+        player2: entry("b"),
+        room_id: "r".into(),
+    };
+    one.insert_match(&record, &game).await.unwrap();
+
+    // Each writer adds 1 to the count 200 times, re-reading after every conflict.
+    let writer = |store: RedisStore| async move {
+        let mut conflicts = 0;
+        for _ in 0..200 {
+            loop {
+                let mut game = store.game("r").await.unwrap().unwrap();
+                let data: Value = serde_json::from_str(game.game_data.get()).unwrap();
+                let count = data["count"].as_u64().unwrap() + 1;
+                game.game_data =
+                    serde_json::value::to_raw_value(&json!({ "count": count })).unwrap();
+                let expected = game.version;
+                game.version += 1;
+                match store.replace_game(&game, expected).await {
+                    Ok(()) => break,
+                    Err(StoreError::Conflict { .. }) => conflicts += 1,
+                    Err(other) => panic!("{other}"),
+                }
+            }
+        }
+        conflicts
+    };
+    let (c1, c2) = tokio::join!(writer(one.clone()), writer(two));
+    let stored = one.game("r").await.unwrap().unwrap();
+    let data: Value = serde_json::from_str(stored.game_data.get()).unwrap();
+    assert_eq!(
+        data["count"], 400,
+        "every increment landed ({c1} + {c2} conflicts retried)"
+    );
+    assert_eq!(stored.version, 401);
+    assert_eq!(stored.status, Status::Active);
+}

@@ -1,0 +1,204 @@
+//! What the multi-instance tests run on: private `redis-server`s, in-process servers sharing one,
+//! and `gamehost` processes (so an instance can be killed for real).
+
+use crate::support::{Endpoint, target_dir};
+use host::config::Config;
+use host::server::RunningServer;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "test:{}:{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A `redis-server` of the test's own, on a free port, keeping nothing on disk: stopping it
+/// loses everything, as a restart of the machine's Redis would.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            child: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (`cargo xtask test` installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} never answered", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops Redis (losing everything it held) and starts it again on the same port.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.launch();
+    }
+
+    /// A plain connection for looking at what the instances stored.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An in-process server sharing `redis` under `prefix`.
+pub async fn cluster_server(
+    redis: &PrivateRedis,
+    prefix: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> RunningServer {
+    let (url, prefix) = (redis.url(), prefix.to_string());
+    crate::support::server(move |config| {
+        config.redis_url = Some(url);
+        config.redis_prefix = prefix;
+        config.heartbeat_ttl = Duration::from_millis(1_000);
+        tweak(config);
+    })
+    .await
+}
+
+/// A `gamehost` process sharing `redis` under `prefix`.
+pub struct HostProcess {
+    pub port: u16,
+    pub instance_id: String,
+    child: Child,
+}
+
+impl Endpoint for HostProcess {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl HostProcess {
+    pub async fn spawn(redis: &PrivateRedis, prefix: &str, env: &[(&str, &str)]) -> HostProcess {
+        let binary = std::env::var_os("GAMEHOST_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("debug/gamehost"));
+        assert!(
+            binary.is_file(),
+            "{} is missing: `cargo xtask test` builds it (or `cargo build -p host`)",
+            binary.display()
+        );
+        let port = free_port();
+        let instance_id = format!("proc-{port}");
+        let child = Command::new(&binary)
+            .env("APP_PORT", port.to_string())
+            .env("BIND_ADDR", "127.0.0.1")
+            .env("RULES_DIR", target_dir().join("rules"))
+            .env("REDIS_URL", redis.url())
+            .env("REDIS_PREFIX", prefix)
+            .env("INSTANCE_ID", &instance_id)
+            .env("HEARTBEAT_TTL_MS", "1000")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("gamehost starts");
+        let process = HostProcess {
+            port,
+            instance_id,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            let ready = client
+                .get(format!("{}/health/ready", process.url()))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gamehost on port {port} never became ready");
+    }
+
+    /// `kill -9`: no goodbye, no cleanup.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `kill -TERM`, then waits for the process to finish.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("gamehost did not stop within 15 s of SIGTERM");
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
