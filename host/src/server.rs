@@ -11,6 +11,7 @@ use crate::redis_store::pubsub::Bus;
 use crate::rules::{Rules, RulesError};
 use crate::runtime::{LoadError, RulesEngine};
 use crate::store::{RedisStore, Store};
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use std::future::Future;
@@ -198,6 +199,13 @@ async fn run_until(
         cluster.deregister().await;
         io.close().await;
     };
+    // Events are small and latency is the point: do not let Nagle's algorithm hold them back
+    // waiting for a delayed ACK (~40 ms per hop on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -12,8 +12,6 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures_util::FutureExt;
-use rand::Rng;
-use rand::seq::IndexedRandom;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload};
 use serde_json::{Value, json};
@@ -110,7 +108,7 @@ async fn play(name: String, url: String, level: i64) -> Result<String> {
                     you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null();
                 if open && cast_in_round != round {
                     cast_in_round = round;
-                    let action = choose(view);
+                    let action = example_bot::choose(view);
                     println!(
                         "{name}: round {} at {} with {} hp, casting {action}",
                         view["round"], you["position"], you["hp"]
@@ -130,16 +128,9 @@ async fn play(name: String, url: String, level: i64) -> Result<String> {
             "serverError" => {
                 println!("{name}: server says {data}");
                 // A refused spell (a rock that would not fly, say): try another one this round.
-                let retry = [
-                    "not_in_line",
-                    "blocked_cell",
-                    "out_of_range",
-                    "on_cooldown",
-                    "off_map",
-                ];
-                if data["event"] == "submitAction" && retry.iter().any(|code| data["code"] == *code)
+                if data["event"] == "submitAction" && example_bot::worth_another_try(&data["code"])
                 {
-                    submit(&client, &room, choose(&last_view)).await?;
+                    submit(&client, &room, example_bot::choose(&last_view)).await?;
                 }
             }
             "gameOver" => {
@@ -167,45 +158,4 @@ async fn submit(client: &Client, room: &str, action: Value) -> Result<()> {
         .emit("submitAction", json!({ "roomId": room, "action": action }))
         .await?;
     Ok(())
-}
-
-/// A random spell this wizard may cast now, at a random cell that suits it.
-fn choose(view: &Value) -> Value {
-    let mut rng = rand::rng();
-    let size = view["map"].as_array().map_or(8, Vec::len) as i64;
-    let here = (
-        view["you"]["position"]["x"].as_i64().unwrap_or(0),
-        view["you"]["position"]["y"].as_i64().unwrap_or(0),
-    );
-    let valley = |x: i64, y: i64| {
-        view["map"][y as usize]
-            .as_str()
-            .is_some_and(|row| row.as_bytes().get(x as usize) == Some(&b'V'))
-    };
-    let ready: Vec<&str> = view["you"]["spells"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, ready_in)| **ready_in == 0)
-        .map(|(spell, _)| spell.as_str())
-        .collect();
-    let spell = *ready.choose(&mut rng).unwrap_or(&"teleport");
-    let cells: Vec<(i64, i64)> = (0..size)
-        .flat_map(|y| (0..size).map(move |x| (x, y)))
-        .collect();
-    let fits = |&(x, y): &(i64, i64)| match spell {
-        "teleport" => valley(x, y),
-        "dash" => valley(x, y) && (x - here.0).abs() + (y - here.1).abs() <= 3,
-        "rockThrow" => {
-            let (dx, dy) = (x - here.0, y - here.1);
-            (dx, dy) != (0, 0) && (dx == 0 || dy == 0 || dx.abs() == dy.abs())
-        }
-        _ => (x, y) != here,
-    };
-    let candidates: Vec<(i64, i64)> = cells.into_iter().filter(fits).collect();
-    let (x, y) = candidates
-        .get(rng.random_range(0..candidates.len().max(1)))
-        .copied()
-        .unwrap_or(here);
-    json!({ "spell": spell, "target": { "x": x, "y": y } })
 }

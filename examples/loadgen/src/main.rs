@@ -1,0 +1,529 @@
+//! Load generator for gamehost. Start instances (see the README), then:
+//!
+//! ```text
+//! # 1,000 bots play whole wizard-battle matches for 60 s against two instances
+//! cargo run --release -p loadgen -- play --urls http://127.0.0.1:3030,http://127.0.0.1:3031 --players 1000
+//! # 50 pairs ping-pong `gameMessage`, each pair's players on different instances
+//! cargo run --release -p loadgen -- pingpong --urls http://127.0.0.1:3030,http://127.0.0.1:3031 --pairs 50
+//! # memory per idle socket: 1,000 sockets that only connect, RSS of the given server processes
+//! cargo run --release -p loadgen -- idle --urls http://127.0.0.1:3030 --sockets 1000 --pids 1234
+//! ```
+//!
+//! Bots connect round-robin over the URLs. While it runs, a status line shows progress; at the
+//! end it prints throughput, round-trip latency (p50/p99/max) and every error by kind.
+//!
+//! The host limits events per socket (`EVENTS_PER_SECOND`, default 20): raise it on the
+//! instances for `pingpong`, which sends as fast as answers come back.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use futures_util::FutureExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for gamehost")]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Bots play whole matches, queueing again after each, until time is up.
+    Play {
+        /// Instances, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        players: usize,
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        #[arg(long, default_value_t = 1)]
+        level: i64,
+    },
+    /// Pairs (players on different instances) bounce `gameMessage` back and forth.
+    Pingpong {
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
+    /// Sockets that connect and do nothing; reports the servers' memory per socket.
+    Idle {
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        /// Server processes whose resident memory to read (from /proc).
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// How long to let the servers settle before each reading.
+        #[arg(long, default_value_t = 3)]
+        settle_secs: u64,
+    },
+}
+
+/// What every bot reports into.
+struct Stats {
+    started: Instant,
+    /// Round trips in microseconds.
+    rtt: Mutex<Histogram<u64>>,
+    completed: AtomicU64,
+    round_trips: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    fn new() -> Arc<Stats> {
+        Arc::new(Stats {
+            started: Instant::now(),
+            rtt: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
+            completed: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
+            errors: Mutex::default(),
+        })
+    }
+
+    fn round_trip(&self, took: Duration) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let micros = took.as_micros().max(1) as u64;
+        let _ = self.rtt.lock().unwrap().record(micros);
+    }
+
+    fn error(&self, kind: impl Into<String>) {
+        *self.errors.lock().unwrap().entry(kind.into()).or_default() += 1;
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.lock().unwrap().values().sum()
+    }
+
+    fn latency(&self) -> (f64, f64, f64) {
+        let rtt = self.rtt.lock().unwrap();
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        (
+            ms(rtt.value_at_quantile(0.5)),
+            ms(rtt.value_at_quantile(0.99)),
+            ms(rtt.max()),
+        )
+    }
+}
+
+/// A status line that refreshes every quarter second until the returned guard is dropped.
+fn progress(stats: Arc<Stats>, what: &'static str, total: Duration) -> impl Drop {
+    let bar = ProgressBar::new(total.as_secs());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos:>3}/{len}s {msg}").expect("a valid template"),
+    );
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (p50, p99, _) = stats.latency();
+            shown.set_position(stats.started.elapsed().as_secs().min(total.as_secs()));
+            shown.set_message(format!(
+                "{what} {} | round trips {} | p50 {p50:.1} ms p99 {p99:.1} ms | errors {}",
+                stats.completed.load(Ordering::Relaxed),
+                stats.round_trips.load(Ordering::Relaxed),
+                stats.error_count()
+            ));
+        }
+    });
+    struct Guard(ProgressBar, tokio::task::JoinHandle<()>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.1.abort();
+            self.0.finish_and_clear();
+        }
+    }
+    Guard(bar, task)
+}
+
+type Inbox = mpsc::UnboundedReceiver<(String, Value)>;
+
+/// A connected client and what it receives, as `(event, first argument)`; a closed connection
+/// arrives as `"__closed"`.
+async fn connect(url: &str) -> Result<(Client, Inbox, mpsc::UnboundedSender<(String, Value)>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let events = tx.clone();
+    let closed = tx.clone();
+    let client = ClientBuilder::new(url)
+        .reconnect(false)
+        .on_any(move |event, payload, _| {
+            let tx = events.clone();
+            async move {
+                if let (Event::Custom(event), Payload::Text(mut values)) = (event, payload) {
+                    let data = if values.is_empty() {
+                        Value::Null
+                    } else {
+                        values.swap_remove(0)
+                    };
+                    let _ = tx.send((event, data));
+                }
+            }
+            .boxed()
+        })
+        .on(Event::Close, move |_, _| {
+            let _ = closed.send(("__closed".into(), Value::Null));
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    Ok((client, rx, tx))
+}
+
+/// The first argument of an acknowledgement (`rust_socketio` hands over the argument array).
+fn ack_value(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if !values.is_empty() => match values.swap_remove(0) {
+            Value::Array(mut arguments) if !arguments.is_empty() => arguments.swap_remove(0),
+            other => other,
+        },
+        _ => Value::Null,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Args::parse().mode {
+        Mode::Play {
+            urls,
+            players,
+            secs,
+            level,
+        } => play(urls, players, Duration::from_secs(secs), level).await,
+        Mode::Pingpong { urls, pairs, secs } => {
+            pingpong(urls, pairs, Duration::from_secs(secs)).await
+        }
+        Mode::Idle {
+            urls,
+            sockets,
+            pids,
+            settle_secs,
+        } => idle(urls, sockets, pids, Duration::from_secs(settle_secs)).await,
+    }
+}
+
+fn report(stats: &Stats, done: &str, per: u64, took: Duration) {
+    let (p50, p99, max) = stats.latency();
+    let secs = took.as_secs_f64();
+    println!("ran for {secs:.1} s");
+    println!("{done}: {per} ({:.1}/s)", per as f64 / secs);
+    let round_trips = stats.round_trips.load(Ordering::Relaxed);
+    println!(
+        "round trips: {round_trips} ({:.0}/s); p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+        round_trips as f64 / secs
+    );
+    let errors = stats.errors.lock().unwrap();
+    println!("errors: {}", errors.values().sum::<u64>());
+    for (kind, count) in errors.iter() {
+        println!("  {kind}: {count}");
+    }
+}
+
+async fn play(urls: Vec<String>, players: usize, length: Duration, level: i64) -> Result<()> {
+    if urls.is_empty() {
+        bail!("give at least one --urls");
+    }
+    let stats = Stats::new();
+    let deadline = Instant::now() + length;
+    let guard = progress(stats.clone(), "matches", length);
+    let bots: Vec<_> = (0..players)
+        .map(|n| {
+            let (url, stats) = (urls[n % urls.len()].clone(), stats.clone());
+            tokio::spawn(async move {
+                if let Err(error) = play_bot(&url, level, deadline, &stats).await {
+                    stats.error(format!("bot failed: {error:#}"));
+                }
+            })
+        })
+        .collect();
+    for bot in bots {
+        let _ = bot.await;
+    }
+    drop(guard);
+    // Both players of a match see its end.
+    let matches = stats.completed.load(Ordering::Relaxed) / 2;
+    report(
+        &stats,
+        "matches completed",
+        matches,
+        stats.started.elapsed(),
+    );
+    Ok(())
+}
+
+/// One bot: queues, plays each match to its end, queues again, until `deadline`. The action
+/// round trip is from `submitAction` to its acknowledgement (the state is stored by then).
+async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) -> Result<()> {
+    let (client, mut events, tx) = connect(url).await?;
+    let mut room = String::new();
+    let mut last_view = Value::Null;
+    let mut cast_in_round = None;
+    let mut in_match = false;
+    let wait = deadline + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(wait.into(), events.recv()).await;
+        let Ok(Some((event, data))) = next else {
+            if in_match {
+                stats.error("a match did not end in time");
+            }
+            break;
+        };
+        match event.as_str() {
+            "session" => {
+                client
+                    .emit("joinMatchmaking", json!({ "level": level }))
+                    .await?;
+            }
+            "matchFound" => {
+                room = data["roomId"].as_str().unwrap_or_default().to_string();
+                in_match = true;
+                cast_in_round = None;
+            }
+            "view" => {
+                last_view = data["view"].clone();
+                let view = &data["view"];
+                let you = &view["you"];
+                let open =
+                    you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null();
+                if open && cast_in_round != view["round"].as_u64() {
+                    cast_in_round = view["round"].as_u64();
+                    submit(&client, &room, example_bot::choose(view), stats, &tx).await?;
+                }
+            }
+            "__refused" => {
+                if example_bot::worth_another_try(&data["code"]) {
+                    submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
+                } else {
+                    stats.error(format!("refused: {}", data["code"]));
+                }
+            }
+            "serverError" => stats.error(format!("serverError: {}", data["code"])),
+            "gameOver" => {
+                stats.completed.fetch_add(1, Ordering::Relaxed);
+                in_match = false;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                client
+                    .emit("joinMatchmaking", json!({ "level": level }))
+                    .await?;
+            }
+            "__closed" => {
+                if Instant::now() < deadline || in_match {
+                    stats.error("disconnected");
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    let _ = client.disconnect().await;
+    Ok(())
+}
+
+async fn submit(
+    client: &Client,
+    room: &str,
+    action: Value,
+    stats: &Arc<Stats>,
+    inbox: &mpsc::UnboundedSender<(String, Value)>,
+) -> Result<()> {
+    let sent = Instant::now();
+    let (stats, inbox) = (stats.clone(), inbox.clone());
+    client
+        .emit_with_ack(
+            "submitAction",
+            json!({ "roomId": room, "action": action }),
+            Duration::from_secs(10),
+            move |payload, _| {
+                stats.round_trip(sent.elapsed());
+                let answer = ack_value(payload);
+                if answer["success"] != true {
+                    let _ = inbox.send(("__refused".into(), answer));
+                }
+                async {}.boxed()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+async fn pingpong(urls: Vec<String>, pairs: usize, length: Duration) -> Result<()> {
+    if urls.is_empty() {
+        bail!("give at least one --urls");
+    }
+    let mut sides = Vec::new();
+    for pair in 0..pairs {
+        // The two players of a pair on different instances, when there are several.
+        let here = &urls[pair % urls.len()];
+        let there = &urls[(pair + 1) % urls.len()];
+        let level = 1_000_000 + pair as i64;
+        let a = connect(here).await?;
+        let b = connect(there).await?;
+        sides.push((a, b, level));
+    }
+    let mut ready = Vec::new();
+    for ((a, mut a_in, _), (b, mut b_in, _), level) in sides {
+        let a_id = wait_for(&mut a_in, "session").await?["playerId"].clone();
+        let b_id = wait_for(&mut b_in, "session").await?["playerId"].clone();
+        a.emit("joinMatchmaking", json!({ "level": level })).await?;
+        wait_for(&mut a_in, "waiting").await?;
+        b.emit("joinMatchmaking", json!({ "level": level })).await?;
+        let room = wait_for(&mut a_in, "matchFound").await?["roomId"].clone();
+        wait_for(&mut b_in, "matchFound").await?;
+        ready.push((a, a_in, a_id, b, b_in, b_id, room));
+    }
+    println!("{} pairs matched; ping-pong for {length:?}", ready.len());
+    let stats = Stats::new();
+    let deadline = stats.started + length;
+    let guard = progress(stats.clone(), "pairs", length);
+    let mut tasks = Vec::new();
+    for (a, mut a_in, _, b, mut b_in, b_id, room) in ready {
+        let stats = stats.clone();
+        // b answers each of a's messages (the ones with a `seq`; the room relays b's own
+        // replies back to b too).
+        let answering = tokio::spawn({
+            let room = room.clone();
+            async move {
+                while let Some((event, data)) = b_in.recv().await {
+                    let seq = &data["message"]["seq"];
+                    if event != "gameMessage" || seq.is_null() {
+                        continue;
+                    }
+                    let reply = json!({ "roomId": room, "message": { "reply": seq } });
+                    if b.emit("gameMessage", reply).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = b.disconnect().await;
+            }
+        });
+        tasks.push(tokio::spawn(async move {
+            let mut seq = 0u64;
+            while Instant::now() < deadline {
+                seq += 1;
+                let sent = Instant::now();
+                let message = json!({ "roomId": room, "message": { "seq": seq } });
+                if a.emit("gameMessage", message).await.is_err() {
+                    stats.error("emit failed");
+                    break;
+                }
+                let answer = async {
+                    while let Some((event, data)) = a_in.recv().await {
+                        if event == "gameMessage"
+                            && data["sender"] == b_id
+                            && data["message"]["reply"] == seq
+                        {
+                            return true;
+                        }
+                        if event == "__closed" {
+                            return false;
+                        }
+                    }
+                    false
+                };
+                match tokio::time::timeout(Duration::from_secs(5), answer).await {
+                    Ok(true) => stats.round_trip(sent.elapsed()),
+                    Ok(false) => {
+                        stats.error("disconnected");
+                        break;
+                    }
+                    Err(_) => stats.error("no answer within 5 s"),
+                }
+            }
+            let _ = a.disconnect().await;
+            answering.abort();
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(guard);
+    let pairs = stats.round_trips.load(Ordering::Relaxed);
+    report(&stats, "messages answered", pairs, length);
+    Ok(())
+}
+
+async fn wait_for(inbox: &mut Inbox, wanted: &str) -> Result<Value> {
+    let wait = async {
+        while let Some((event, data)) = inbox.recv().await {
+            if event == wanted {
+                return Some(data);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .ok()
+        .flatten()
+        .with_context(|| format!("no {wanted} within 30 s"))
+}
+
+async fn idle(urls: Vec<String>, sockets: usize, pids: Vec<u32>, settle: Duration) -> Result<()> {
+    if urls.is_empty() || pids.is_empty() {
+        bail!("give --urls and the --pids of the server processes");
+    }
+    let rss = || -> Result<u64> {
+        pids.iter()
+            .map(|pid| resident_kib(*pid))
+            .sum::<Result<u64>>()
+    };
+    tokio::time::sleep(settle).await;
+    let before = rss()?;
+    let stats = Stats::new();
+    let mut clients = Vec::new();
+    for batch in (0..sockets).collect::<Vec<_>>().chunks(100) {
+        let connects = batch.iter().map(|n| connect(&urls[n % urls.len()]));
+        for connected in futures_util::future::join_all(connects).await {
+            match connected {
+                Ok((client, inbox, _)) => clients.push((client, inbox)),
+                Err(error) => stats.error(format!("{error:#}")),
+            }
+        }
+    }
+    for (_, inbox) in &mut clients {
+        wait_for(inbox, "session").await?;
+    }
+    tokio::time::sleep(settle).await;
+    let after = rss()?;
+    let connected = clients.len() as u64;
+    println!(
+        "idle sockets connected: {connected}, errors: {}",
+        stats.error_count()
+    );
+    println!("server resident memory: {before} KiB before, {after} KiB after");
+    println!(
+        "per idle socket: {:.2} KiB",
+        after.saturating_sub(before) as f64 / connected.max(1) as f64
+    );
+    for (client, _) in clients {
+        let _ = client.disconnect().await;
+    }
+    Ok(())
+}
+
+/// `VmRSS` of a process, in KiB.
+fn resident_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("no process {pid}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
