@@ -6,7 +6,7 @@
 //! registry parts are no-ops there.
 
 use crate::gateway::Gateway;
-use crate::matches::Matches;
+use crate::matches::{Matches, Message};
 use crate::model::now_ms;
 use crate::store::Store;
 use futures_util::StreamExt;
@@ -131,17 +131,27 @@ impl Cluster {
         struct Envelope {
             room_id: String,
             event: String,
-            #[serde(default)]
-            data: serde_json::Value,
+            data: Change,
         }
+        #[derive(Deserialize)]
+        struct Change {
+            version: u64,
+            #[serde(default)]
+            messages: Vec<Message>,
+        }
+        // One change after the other, as Redis ordered them: players see a match's messages in
+        // the order its versions were stored, whichever instance stored them.
         while let Some((_, message)) = stream.next().await {
-            let Ok(envelope) = serde_json::from_slice::<Envelope>(&message) else {
-                continue;
-            };
-            if envelope.event == "stateChanged"
-                && let Some(version) = envelope.data.get("version").and_then(|v| v.as_u64())
-            {
-                self.matches.changed_elsewhere(&envelope.room_id, version);
+            tracing::debug!(bytes = message.len(), "room event");
+            match serde_json::from_slice::<Envelope>(&message) {
+                Ok(envelope) if envelope.event == "stateChanged" => {
+                    let Envelope { room_id, data, .. } = envelope;
+                    self.matches
+                        .announced(&room_id, data.version, data.messages)
+                        .await;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "unreadable room event"),
             }
         }
     }

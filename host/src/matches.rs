@@ -22,9 +22,10 @@ use crate::rules::Rules;
 use crate::runtime::{CallError, RulesModule, Transition};
 use crate::store::{Store, StoreError};
 use abi::{Rejection, Seat};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::{RawValue, to_raw_value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Who a message is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum To {
     /// Every socket of one player.
     Player(PlayerId),
@@ -43,27 +45,38 @@ pub enum To {
 }
 
 /// One event for clients.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     pub to: To,
-    pub event: &'static str,
+    pub event: Cow<'static, str>,
     pub payload: Box<RawValue>,
 }
 
 impl Message {
     pub fn new(to: To, event: &'static str, payload: Box<RawValue>) -> Self {
-        Message { to, event, payload }
+        Message {
+            to,
+            event: Cow::Borrowed(event),
+            payload,
+        }
     }
 }
 
 pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// How the host reaches players. The gateway implements it over Socket.IO rooms; a player's
-/// sockets are all in that player's own room, so a message reaches it on whichever socket (and,
-/// with the Redis adapter, whichever instance) it is.
+/// sockets are all in that player's own room.
+///
+/// A match's messages reach players in the order the match produced them: with Redis, the store
+/// publishes them together with the state change they announce (one script, so in version
+/// order) and every instance hands them to its own sockets ([`Outbox::deliver_here`]); alone,
+/// the actor hands them over itself.
 pub trait Outbox: Send + Sync + 'static {
-    /// Delivers the messages in order: a player sees them in the order the match produced them.
-    fn send(&self, messages: Vec<Message>) -> Delivery<'_>;
+    /// Delivers the messages, in order, to the recipients' sockets on this instance.
+    fn deliver_here(&self, messages: Vec<Message>) -> Delivery<'_>;
+    /// Delivers the messages to the recipients' sockets wherever they are (through the
+    /// Socket.IO adapter); for messages that belong to no state change, like chat.
+    fn broadcast(&self, messages: Vec<Message>) -> Delivery<'_>;
 }
 
 /// Serialises an event payload once, for every recipient.
@@ -332,7 +345,12 @@ impl Matches {
             room_id: room_id.clone(),
         };
         fold(&mut state, &transition, hub.settings.round_timeout, true);
-        hub.store.insert_match(&record, &state).await?;
+        let mut messages = vec![match_found(&state, &pair)];
+        messages.extend(announcements(&state, &transition));
+        hub.store.insert_match(&record, &state, &messages).await?;
+        if !hub.store.announces() {
+            hub.outbox.deliver_here(messages).await;
+        }
         self.remember_members(&state);
         for (entry, socket, _) in &pair {
             // The match is stored: a failure here only leaves a mapping less precise.
@@ -345,23 +363,6 @@ impl Matches {
             }
         }
 
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct MatchFound<'a> {
-            room_id: &'a str,
-            players: Vec<&'a QueueEntry>,
-        }
-        let found = Message::new(
-            To::Players(state.players.iter().map(|p| p.id.clone()).collect()),
-            "matchFound",
-            payload(&MatchFound {
-                room_id: &room_id,
-                players: pair.iter().map(|(entry, _, _)| entry).collect(),
-            }),
-        );
-        let mut messages = vec![found];
-        messages.extend(announcements(&state, &transition));
-        hub.outbox.send(messages).await;
         self.spawn_actor(module, state.clone());
 
         // A player whose socket closed while the match was being set up was not yet in it when
@@ -546,10 +547,14 @@ impl Matches {
         }
     }
 
-    /// Another instance stored `version` of a room; an actor here catches up.
-    pub fn changed_elsewhere(&self, room: &str, version: u64) {
+    /// A change of a room was stored (by any instance, this one included): hands its messages
+    /// to this instance's sockets, and lets an actor here catch up.
+    pub async fn announced(&self, room: &str, version: u64, messages: Vec<Message>) {
         if let Some(mailbox) = self.actors().get(room) {
             let _ = mailbox.send(Command::Changed { version });
+        }
+        if !messages.is_empty() {
+            self.inner.outbox.deliver_here(messages).await;
         }
     }
 
@@ -611,6 +616,24 @@ fn fold(
     } else if turn_moved || restart_clock {
         game.round_ends_at = Some(now_ms() + round_timeout.as_millis() as u64);
     }
+}
+
+/// `matchFound`, as the original sent it: the room and both players, sorted by id.
+fn match_found(game: &GameState, pair: &[(QueueEntry, SocketId, String); 2]) -> Message {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MatchFound<'a> {
+        room_id: &'a str,
+        players: Vec<&'a QueueEntry>,
+    }
+    Message::new(
+        everyone(game),
+        "matchFound",
+        payload(&MatchFound {
+            room_id: &game.room_id,
+            players: pair.iter().map(|(entry, _, _)| entry).collect(),
+        }),
+    )
 }
 
 /// Every player of a game.
@@ -844,7 +867,8 @@ impl Actor {
             let mut next = change.next;
             next.version = self.game.version + 1;
             next.updated_at = now_ms();
-            match self.store(&next).await {
+            let mut deliver_here = !self.hub().store.announces();
+            match self.store(&next, &change.messages).await {
                 Ok(()) => {
                     self.stored_version = next.version;
                     self.unsaved = false;
@@ -861,6 +885,7 @@ impl Actor {
                 Err(StoreError::Unavailable(_)) if self.all_players_local() => {
                     // Nobody elsewhere can change this match meanwhile: go on in memory.
                     self.unsaved = true;
+                    deliver_here = true;
                 }
                 Err(error) => {
                     tracing::warn!(room = %self.game.room_id, %error, "change not stored");
@@ -868,7 +893,9 @@ impl Actor {
                 }
             }
             self.game = next;
-            self.hub().outbox.send(change.messages).await;
+            if deliver_here {
+                self.hub().outbox.deliver_here(change.messages).await;
+            }
             return Ok(change.answer);
         }
         Err(MatchError::Busy)
@@ -883,9 +910,12 @@ impl Actor {
 
     /// Stores `next` by compare-and-set on the version the store holds. A store that lost the
     /// match altogether (Redis came back empty) gets it back whole: this copy is the newest.
-    async fn store(&self, next: &GameState) -> Result<(), StoreError> {
+    async fn store(&self, next: &GameState, messages: &[Message]) -> Result<(), StoreError> {
         let store = &self.hub().store;
-        match store.replace_game(next, self.stored_version).await {
+        match store
+            .replace_game(next, self.stored_version, messages)
+            .await
+        {
             Err(StoreError::NoSuchGame(_)) => {
                 tracing::warn!(room = %next.room_id, "the store lost this match; restoring it");
                 let entry = |slot: &PlayerSlot| QueueEntry {
@@ -900,7 +930,7 @@ impl Actor {
                     player2: entry(last),
                     room_id: next.room_id.clone(),
                 };
-                store.insert_match(&record, next).await
+                store.insert_match(&record, next, messages).await
             }
             other => other,
         }
@@ -909,7 +939,7 @@ impl Actor {
     /// Writes back what changed while the store was away.
     async fn write_back(&mut self) {
         let game = self.game.clone();
-        match self.store(&game).await {
+        match self.store(&game, &[]).await {
             Ok(()) => {
                 tracing::info!(room = %self.game.room_id, version = self.game.version, "match written back");
                 self.stored_version = self.game.version;

@@ -468,7 +468,7 @@ async fn racing_writers_never_lose_an_update() {
         player2: entry("b"),
         room_id: "r".into(),
     };
-    one.insert_match(&record, &game).await.unwrap();
+    one.insert_match(&record, &game, &[]).await.unwrap();
 
     // Each writer adds 1 to the count 200 times, re-reading after every conflict.
     let writer = |store: RedisStore| async move {
@@ -482,7 +482,7 @@ async fn racing_writers_never_lose_an_update() {
                     serde_json::value::to_raw_value(&json!({ "count": count })).unwrap();
                 let expected = game.version;
                 game.version += 1;
-                match store.replace_game(&game, expected).await {
+                match store.replace_game(&game, expected, &[]).await {
                     Ok(()) => break,
                     Err(StoreError::Conflict { .. }) => conflicts += 1,
                     Err(other) => panic!("{other}"),

@@ -305,11 +305,21 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
                 }
             }
             "__refused" => {
-                if example_bot::worth_another_try(&data["code"]) {
+                if data["code"] == "rate_limited" {
+                    // Too many refused tries too fast: wait, then try again.
+                    let retry = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        let _ = retry.send(("__retry".into(), Value::Null));
+                    });
+                } else if example_bot::worth_another_try(&data["code"]) {
                     submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
                 } else {
                     stats.error(format!("refused: {}", data["code"]));
                 }
+            }
+            "__retry" if in_match => {
+                submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
             }
             "serverError" => stats.error(format!("serverError: {}", data["code"])),
             "gameOver" => {

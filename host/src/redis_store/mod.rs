@@ -26,6 +26,7 @@
 
 pub mod pubsub;
 
+use crate::matches::Message;
 use crate::matchmaking::Joined;
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status};
 use crate::store::{Cleaned, InstanceInfo, StoreError, StoreResult};
@@ -55,6 +56,7 @@ struct Scripts {
     expire_sessions: Script,
     claim_dead_instances: Script,
     set_socket_room: Script,
+    insert_match: Script,
 }
 
 impl Scripts {
@@ -69,6 +71,7 @@ impl Scripts {
             expire_sessions: Script::new(include_str!("lua/expire_sessions.lua")),
             claim_dead_instances: Script::new(include_str!("lua/claim_dead_instances.lua")),
             set_socket_room: Script::new(include_str!("lua/set_socket_room.lua")),
+            insert_match: Script::new(include_str!("lua/insert_match.lua")),
         }
     }
 }
@@ -379,18 +382,29 @@ impl RedisStore {
 
     // Matches and their game states.
 
-    pub async fn insert_match(&self, record: &MatchRecord, game: &GameState) -> StoreResult<()> {
-        let result = redis::pipe()
-            .atomic()
-            .hset(&self.keys.matches, &record.room_id, json(record))
-            .ignore()
-            .hset(&self.keys.game_states, &game.room_id, json(game))
-            .ignore()
-            .hset(&self.keys.game_versions, &game.room_id, game.version)
-            .ignore()
-            .query_async::<()>(&mut self.conn())
+    pub async fn insert_match(
+        &self,
+        record: &MatchRecord,
+        game: &GameState,
+        messages: &[Message],
+    ) -> StoreResult<()> {
+        // A script, not MULTI: the connection is also subscribed, and its own PUBLISH echoed in
+        // the middle of a transaction's replies is lost by the client.
+        let result: Result<i64, _> = self
+            .scripts
+            .insert_match
+            .key(&self.keys.matches)
+            .key(&self.keys.game_states)
+            .key(&self.keys.game_versions)
+            .key(&self.keys.room_events)
+            .arg(&record.room_id)
+            .arg(json(record))
+            .arg(json(game))
+            .arg(game.version)
+            .arg(state_changed(game, messages))
+            .invoke_async(&mut self.conn())
             .await;
-        self.ok(result)
+        self.ok(result).map(|_| ())
     }
 
     pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
@@ -399,17 +413,17 @@ impl RedisStore {
         self.ok(result)?.map(|raw| parse(&raw)).transpose()
     }
 
-    pub async fn replace_game(&self, game: &GameState, expected: u64) -> StoreResult<()> {
+    pub async fn replace_game(
+        &self,
+        game: &GameState,
+        expected: u64,
+        messages: &[Message],
+    ) -> StoreResult<()> {
         let finished_at = match game.status {
             Status::Finished => game.updated_at.to_string(),
             _ => String::new(),
         };
-        let envelope = json(&serde_json::json!({
-            "roomId": game.room_id,
-            "event": "stateChanged",
-            "data": { "version": game.version, "turn": game.turn, "status": game.status },
-            "timestamp": game.updated_at,
-        }));
+        let envelope = state_changed(game, messages);
         let result: Result<(i64, String), _> = self
             .scripts
             .replace_game
@@ -730,6 +744,38 @@ impl RedisStore {
             cursor = next;
         }
     }
+}
+
+/// The `room_events` envelope of a stored change: the original's `{roomId, event, data,
+/// timestamp}`, with the new version and the messages that announce the change.
+fn state_changed(game: &GameState, messages: &[Message]) -> String {
+    // Structs, not `json!`: a `RawValue` payload must be written as it is, not as a `Value`.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope<'a> {
+        room_id: &'a str,
+        event: &'static str,
+        data: Change<'a>,
+        timestamp: u64,
+    }
+    #[derive(Serialize)]
+    struct Change<'a> {
+        version: u64,
+        turn: u64,
+        status: Status,
+        messages: &'a [Message],
+    }
+    json(&Envelope {
+        room_id: &game.room_id,
+        event: "stateChanged",
+        data: Change {
+            version: game.version,
+            turn: game.turn,
+            status: game.status,
+            messages,
+        },
+        timestamp: game.updated_at,
+    })
 }
 
 fn json<T: Serialize + ?Sized>(value: &T) -> String {

@@ -2,6 +2,7 @@
 //! [`super::Store`] interface; none of them waits.
 
 use super::{Cleaned, InstanceInfo, StoreError, StoreResult};
+use crate::matches::Message;
 use crate::matchmaking::{Joined, Queues};
 use crate::model::{
     GameState, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketId, SocketMapping, Status,
@@ -92,7 +93,12 @@ impl MemoryStore {
 
     // Matches and their game states.
 
-    pub async fn insert_match(&self, record: &MatchRecord, game: &GameState) -> StoreResult<()> {
+    pub async fn insert_match(
+        &self,
+        record: &MatchRecord,
+        game: &GameState,
+        _messages: &[Message],
+    ) -> StoreResult<()> {
         let mut inner = self.lock();
         inner.matches.insert(record.room_id.clone(), record.clone());
         inner.games.insert(game.room_id.clone(), game.clone());
@@ -103,7 +109,12 @@ impl MemoryStore {
         Ok(self.lock().games.get(room).cloned())
     }
 
-    pub async fn replace_game(&self, game: &GameState, expected: u64) -> StoreResult<()> {
+    pub async fn replace_game(
+        &self,
+        game: &GameState,
+        expected: u64,
+        _messages: &[Message],
+    ) -> StoreResult<()> {
         let mut inner = self.lock();
         let stored = inner
             .games
@@ -294,11 +305,11 @@ mod tests {
     async fn a_write_based_on_an_old_version_is_refused() {
         let store = MemoryStore::default();
         store
-            .insert_match(&record("r"), &game("r", 1))
+            .insert_match(&record("r"), &game("r", 1), &[])
             .await
             .unwrap();
-        store.replace_game(&game("r", 2), 1).await.unwrap();
-        let stale = store.replace_game(&game("r", 2), 1).await;
+        store.replace_game(&game("r", 2), 1, &[]).await.unwrap();
+        let stale = store.replace_game(&game("r", 2), 1, &[]).await;
         assert_eq!(
             stale,
             Err(StoreError::Conflict {
@@ -309,7 +320,7 @@ mod tests {
         );
         assert_eq!(store.game("r").await.unwrap().unwrap().version, 2);
         assert_eq!(
-            store.replace_game(&game("x", 1), 0).await,
+            store.replace_game(&game("x", 1), 0, &[]).await,
             Err(StoreError::NoSuchGame("x".into()))
         );
     }
@@ -332,7 +343,7 @@ mod tests {
             store.join_queue(&entry, "i").await.unwrap();
         }
         store
-            .insert_match(&record("gone"), &game("gone", 1))
+            .insert_match(&record("gone"), &game("gone", 1), &[])
             .await
             .unwrap();
         store.lock().games.remove("gone");
@@ -363,9 +374,12 @@ mod tests {
         let mut done = game("done", 1);
         done.status = Status::Finished;
         done.updated_at = 1_000;
-        store.insert_match(&record("done"), &done).await.unwrap();
         store
-            .insert_match(&record("live"), &game("live", 1))
+            .insert_match(&record("done"), &done, &[])
+            .await
+            .unwrap();
+        store
+            .insert_match(&record("live"), &game("live", 1), &[])
             .await
             .unwrap();
         assert_eq!(

@@ -17,6 +17,7 @@ mod memory;
 pub use crate::redis_store::RedisStore;
 pub use memory::MemoryStore;
 
+use crate::matches::Message;
 use crate::matchmaking::Joined;
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
 use std::collections::{BTreeMap, HashSet};
@@ -111,11 +112,13 @@ delegate! {
     fn leave_queue(&self, player: &str) -> bool;
     fn queue_counts(&self) -> BTreeMap<i64, usize>;
 
-    /// Stores a new match and its first game state.
-    fn insert_match(&self, record: &MatchRecord, game: &GameState) -> ();
+    /// Stores a new match and its first game state, announcing `messages` with it (see
+    /// [`Store::announces`]).
+    fn insert_match(&self, record: &MatchRecord, game: &GameState, messages: &[Message]) -> ();
     fn game(&self, room: &str) -> Option<GameState>;
-    /// Writes `game` if the stored one still has version `expected`.
-    fn replace_game(&self, game: &GameState, expected: u64) -> ();
+    /// Writes `game` if the stored one still has version `expected`, announcing `messages` with
+    /// it (see [`Store::announces`]).
+    fn replace_game(&self, game: &GameState, expected: u64, messages: &[Message]) -> ();
     /// Every stored room, sorted.
     fn game_rooms(&self) -> Vec<RoomId>;
     /// How many stored games are not finished.
@@ -159,6 +162,13 @@ impl Store {
     /// Whether this store is shared through Redis.
     pub fn is_shared(&self) -> bool {
         matches!(self, Store::Redis(_))
+    }
+
+    /// Whether a stored change's messages are published with it, to every instance, in the
+    /// order the changes were stored (Redis: `room_events`). In memory they are not: the writer
+    /// delivers them itself.
+    pub fn announces(&self) -> bool {
+        self.is_shared()
     }
 
     /// Whether the shared store answers now (always true in memory).
