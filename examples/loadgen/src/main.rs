@@ -9,7 +9,7 @@
 //! cargo run --release -p loadgen -- idle --urls http://127.0.0.1:3030 --sockets 1000 --pids 1234
 //! ```
 //!
-//! Bots connect round-robin over the URLs. While it runs, a status line shows progress; at the
+//! Bots connect round-robin over the URLs (in `play`, spread over `--ramp-secs`). While it runs, a status line shows progress; at the
 //! end it prints throughput, round-trip latency (p50/p99/max) and every error by kind.
 //!
 //! The host limits events per socket (`EVENTS_PER_SECOND`, default 20): raise it on the
@@ -49,6 +49,10 @@ enum Mode {
         secs: u64,
         #[arg(long, default_value_t = 1)]
         level: i64,
+        /// Bots start evenly spread over this many seconds (connection storms aside, this is
+        /// what a real fleet sees).
+        #[arg(long, default_value_t = 5)]
+        ramp_secs: u64,
     },
     /// Pairs (players on different instances) bounce `gameMessage` back and forth.
     Pingpong {
@@ -82,6 +86,8 @@ struct Stats {
     completed: AtomicU64,
     round_trips: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// Connection attempts that failed and were tried again (not errors unless all failed).
+    retried_connects: AtomicU64,
 }
 
 impl Stats {
@@ -92,6 +98,7 @@ impl Stats {
             completed: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             errors: Mutex::default(),
+            retried_connects: AtomicU64::new(0),
         })
     }
 
@@ -203,7 +210,11 @@ async fn main() -> Result<()> {
             players,
             secs,
             level,
-        } => play(urls, players, Duration::from_secs(secs), level).await,
+            ramp_secs,
+        } => {
+            let ramp = Duration::from_secs(ramp_secs);
+            play(urls, players, Duration::from_secs(secs), level, ramp).await
+        }
         Mode::Pingpong { urls, pairs, secs } => {
             pingpong(urls, pairs, Duration::from_secs(secs)).await
         }
@@ -226,6 +237,10 @@ fn report(stats: &Stats, done: &str, per: u64, took: Duration) {
         "round trips: {round_trips} ({:.0}/s); p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
         round_trips as f64 / secs
     );
+    let retried = stats.retried_connects.load(Ordering::Relaxed);
+    if retried > 0 {
+        println!("connection attempts retried: {retried}");
+    }
     let errors = stats.errors.lock().unwrap();
     println!("errors: {}", errors.values().sum::<u64>());
     for (kind, count) in errors.iter() {
@@ -233,7 +248,13 @@ fn report(stats: &Stats, done: &str, per: u64, took: Duration) {
     }
 }
 
-async fn play(urls: Vec<String>, players: usize, length: Duration, level: i64) -> Result<()> {
+async fn play(
+    urls: Vec<String>,
+    players: usize,
+    length: Duration,
+    level: i64,
+    ramp: Duration,
+) -> Result<()> {
     if urls.is_empty() {
         bail!("give at least one --urls");
     }
@@ -243,7 +264,9 @@ async fn play(urls: Vec<String>, players: usize, length: Duration, level: i64) -
     let bots: Vec<_> = (0..players)
         .map(|n| {
             let (url, stats) = (urls[n % urls.len()].clone(), stats.clone());
+            let start_after = ramp.mul_f64(n as f64 / players as f64);
             tokio::spawn(async move {
+                tokio::time::sleep(start_after).await;
                 if let Err(error) = play_bot(&url, level, deadline, &stats).await {
                     stats.error(format!("bot failed: {error:#}"));
                 }
@@ -268,7 +291,20 @@ async fn play(urls: Vec<String>, players: usize, length: Duration, level: i64) -
 /// One bot: queues, plays each match to its end, queues again, until `deadline`. The action
 /// round trip is from `submitAction` to its acknowledgement (the state is stored by then).
 async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) -> Result<()> {
-    let (client, mut events, tx) = connect(url).await?;
+    // As a real client would, try again when a connection attempt fails; each retry is counted.
+    let mut attempt = 1;
+    let (client, mut events, tx) = loop {
+        match connect(url).await {
+            Ok(connected) => break connected,
+            Err(error) if attempt < 3 => {
+                stats.retried_connects.fetch_add(1, Ordering::Relaxed);
+                tracing_error(&error);
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
     let mut room = String::new();
     let mut last_view = Value::Null;
     let mut cast_in_round = None;
@@ -343,6 +379,12 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
     }
     let _ = client.disconnect().await;
     Ok(())
+}
+
+fn tracing_error(error: &anyhow::Error) {
+    if std::env::var_os("LOADGEN_VERBOSE").is_some() {
+        eprintln!("connect failed, retrying: {error:#}");
+    }
 }
 
 async fn submit(
