@@ -8,6 +8,7 @@
 use crate::gateway::Gateway;
 use crate::matches::{Matches, Message};
 use crate::model::now_ms;
+use crate::modules::Modules;
 use crate::store::Store;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -20,6 +21,7 @@ pub struct Cluster {
     pub store: Arc<Store>,
     pub gateway: Gateway,
     pub matches: Matches,
+    pub modules: Modules,
     pub instance_id: String,
     /// How long the heartbeat key lives; instances beat three times per TTL.
     pub heartbeat_ttl: Duration,
@@ -156,8 +158,38 @@ impl Cluster {
         }
     }
 
-    /// Forfeits players who stayed away past their grace, and forgets finished games nobody has
-    /// looked at for the retention time.
+    /// Follows module activations made on other instances (uploads, file changes, rollbacks).
+    pub async fn follow_module_events(self) {
+        let Store::Redis(redis) = &*self.store else {
+            return;
+        };
+        let bus = redis.bus();
+        let channel = redis.module_events_channel().to_string();
+        let mut stream = match Driver::subscribe(&bus, channel, 1024).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::error!(%error, "cannot follow module events");
+                return;
+            }
+        };
+        #[derive(Deserialize)]
+        struct Activated {
+            game: String,
+            version: String,
+        }
+        while let Some((_, message)) = stream.next().await {
+            let Ok(Activated { game, version }) = serde_json::from_slice(&message) else {
+                tracing::warn!("unreadable module event");
+                continue;
+            };
+            if let Err(error) = self.modules.adopt(&game, &version).await {
+                tracing::error!(game, version, %error, "could not adopt the fleet's active module");
+            }
+        }
+    }
+
+    /// Forfeits players who stayed away past their grace, forgets finished games nobody has
+    /// looked at for the retention time, and unloads module versions nothing uses.
     pub async fn sweep(self) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,6 +210,7 @@ impl Cluster {
             }
             if now.saturating_sub(last_prune) >= 1_000 {
                 last_prune = now;
+                self.modules.unload_unused(Default::default()).await;
                 let cutoff = now.saturating_sub(self.finished_game_retention.as_millis() as u64);
                 match self.store.prune_finished(cutoff).await {
                     Ok(0) => {}

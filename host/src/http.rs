@@ -11,11 +11,13 @@
 
 use crate::gateway::Gateway;
 use crate::matches::Matches;
+use crate::modules::{ModuleError, Modules};
+use crate::rules::RulesError;
 use crate::store::{Store, StoreError};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct HttpState {
     pub store: Arc<Store>,
     pub matches: Matches,
+    pub modules: Modules,
     pub gateway: Gateway,
     pub admin_token: Option<String>,
     pub instance_id: String,
@@ -45,6 +48,8 @@ pub enum AppError {
     Forbidden,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
 }
 
 impl IntoResponse for AppError {
@@ -53,6 +58,11 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Module(ModuleError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Module(ModuleError::Rules(RulesError::UnknownVersion(_))) => {
+                StatusCode::NOT_FOUND
+            }
+            AppError::Module(ModuleError::Rules(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -65,7 +75,70 @@ pub fn router(state: HttpState) -> Router {
         .route("/health/ready", get(ready))
         .route("/health/stats", get(stats))
         .route("/health/cleanup", post(cleanup))
+        .route("/rules", get(list_rules))
+        .route(
+            "/rules/{game}",
+            post(upload_rules).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)),
+        )
+        .route("/rules/{game}/active", put(activate_rules))
         .with_state(state)
+}
+
+/// The largest rules module an upload may carry.
+const MAX_MODULE_BYTES: usize = 32 << 20;
+
+/// `GET /rules`: every game's versions, which is active, how many matches run each.
+async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
+    let games: serde_json::Map<String, Value> = state
+        .modules
+        .list()
+        .await?
+        .into_iter()
+        .map(|(game, versions)| {
+            let active = versions
+                .iter()
+                .find(|v| v.active)
+                .map(|v| v.version.clone());
+            (game, json!({ "active": active, "versions": versions }))
+        })
+        .collect();
+    Ok(Json(json!({ "games": games })))
+}
+
+/// `POST /rules/<game>` (admin), the module's bytes as the body: validated, then active on every
+/// instance.
+async fn upload_rules(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(game): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.admin_token, &headers, peer)?;
+    let version = state.modules.install(&game, body.to_vec()).await?;
+    Ok(Json(
+        json!({ "game": game, "version": version, "active": true }),
+    ))
+}
+
+/// `PUT /rules/<game>/active` (admin), `{version}`: makes a known version active again.
+async fn activate_rules(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(game): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<ActivateBody>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.admin_token, &headers, peer)?;
+    state.modules.activate(&game, &body.version).await?;
+    Ok(Json(
+        json!({ "game": game, "version": body.version, "active": true }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct ActivateBody {
+    version: String,
 }
 
 fn authorize(

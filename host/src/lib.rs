@@ -15,6 +15,8 @@
 //! * [`cluster`]: heartbeat, reaping dead instances, following other instances' changes,
 //!   write-back after an outage, grace and retention sweeps.
 //! * [`rules`]: which rules modules are loaded, by game and by version.
+//! * [`modules`]: rules modules across the fleet: install (file watch, upload), validate,
+//!   activate, roll back, fetch a version this instance never had.
 //! * [`runtime`]: loads, validates and calls rules modules. The only module that touches wasmtime.
 //! * [`model`]: the stored records, in the original backend's shapes.
 
@@ -25,6 +27,7 @@ pub mod http;
 pub mod matches;
 pub mod matchmaking;
 pub mod model;
+pub mod modules;
 pub mod redis_store;
 pub mod rules;
 pub mod runtime;

@@ -18,7 +18,7 @@
 use crate::model::{
     GameState, MatchRecord, PlayerId, PlayerSlot, QueueEntry, RoomId, SocketId, Status, now_ms,
 };
-use crate::rules::Rules;
+use crate::modules::Modules;
 use crate::runtime::{CallError, RulesModule, Transition};
 use crate::store::{Store, StoreError};
 use abi::{Rejection, Seat};
@@ -194,7 +194,7 @@ pub struct Matches {
 
 struct Hub {
     store: Arc<Store>,
-    rules: Rules,
+    modules: Modules,
     outbox: Arc<dyn Outbox>,
     settings: MatchSettings,
     actors: Mutex<HashMap<RoomId, Mailbox>>,
@@ -213,14 +213,14 @@ const MEMBERS_CACHE_ROOMS: usize = 100_000;
 impl Matches {
     pub fn new(
         store: Arc<Store>,
-        rules: Rules,
+        modules: Modules,
         outbox: Arc<dyn Outbox>,
         settings: MatchSettings,
     ) -> Self {
         Matches {
             inner: Arc::new(Hub {
                 store,
-                rules,
+                modules,
                 outbox,
                 settings,
                 actors: Mutex::default(),
@@ -252,6 +252,14 @@ impl Matches {
         members
             .entry(game.room_id.clone())
             .or_insert_with(|| game.players.iter().map(|p| p.id.clone()).collect());
+    }
+
+    /// The module version a match is pinned to: loaded here, or fetched from the fleet.
+    async fn pinned_module(&self, version: &str) -> Result<RulesModule, MatchError> {
+        self.inner.modules.module(version).await.map_err(|error| {
+            tracing::warn!(version, %error, "a match's module is not available");
+            MatchError::NoRules(version.to_string())
+        })
     }
 
     /// The room of a match running here that `player` plays in, if any.
@@ -296,7 +304,8 @@ impl Matches {
         let hub = &self.inner;
         let game = hub.settings.game.clone();
         let module = hub
-            .rules
+            .modules
+            .rules()
             .active(&game)
             .ok_or_else(|| MatchError::NoRules(game.clone()))?;
         let mut pair = pair;
@@ -406,11 +415,7 @@ impl Matches {
         if game.status == Status::Finished {
             return Err(MatchError::Finished);
         }
-        let module = self
-            .inner
-            .rules
-            .version(&game.module)
-            .ok_or_else(|| MatchError::NoRules(game.module.clone()))?;
+        let module = self.pinned_module(&game.module).await?;
         if let Some(mailbox) = self.actors().get(room).filter(|m| !m.is_closed()) {
             return Ok(mailbox.clone());
         }
@@ -489,11 +494,7 @@ impl Matches {
         if !game.has_player(player) {
             return Err(MatchError::NotInRoom);
         }
-        let module = self
-            .inner
-            .rules
-            .version(&game.module)
-            .ok_or_else(|| MatchError::NoRules(game.module.clone()))?;
+        let module = self.pinned_module(&game.module).await?;
         let (state, player) = (game.game_data.clone(), player.to_string());
         let view = call(&module, move |m| m.view(&state, &player)).await?;
         Ok((game, view))
@@ -830,7 +831,7 @@ impl Actor {
         match self.hub().store.game(&self.game.room_id).await {
             Ok(Some(stored)) => {
                 if stored.module != self.game.module
-                    && let Some(module) = self.hub().rules.version(&stored.module)
+                    && let Ok(module) = self.matches.pinned_module(&stored.module).await
                 {
                     self.module = module;
                 }

@@ -24,6 +24,18 @@ pub enum RulesError {
         "no rules module for the game {game:?} in {folder} (build them with `cargo xtask build-rules`)"
     )]
     MissingGame { game: String, folder: PathBuf },
+    #[error("the module was refused: {0}")]
+    Invalid(#[from] LoadError),
+    #[error("the module failed its trial match: {0}")]
+    Trial(String),
+    #[error("no module {0} is known")]
+    UnknownVersion(String),
+    #[error("module {version} plays {actual:?}, not {expected:?}")]
+    WrongGame {
+        version: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 #[derive(Clone)]
@@ -35,7 +47,8 @@ pub struct Rules {
 #[derive(Default)]
 struct Registry {
     active: HashMap<String, RulesModule>,
-    versions: HashMap<String, RulesModule>,
+    /// Every loaded version, with the game it plays.
+    versions: HashMap<String, (String, RulesModule)>,
 }
 
 impl Rules {
@@ -46,8 +59,9 @@ impl Rules {
         }
     }
 
-    /// Loads every `*.wasm` in `folder`; each file's stem names its game.
-    pub fn load_folder(&self, folder: &Path) -> Result<Vec<String>, RulesError> {
+    /// Loads every `*.wasm` in `folder`, each active for the game its file stem names; returns
+    /// `(game, bytes)` of each, for sharing.
+    pub fn load_folder(&self, folder: &Path) -> Result<Vec<(String, Vec<u8>)>, RulesError> {
         let entries = std::fs::read_dir(folder).map_err(|source| RulesError::Folder {
             path: folder.to_path_buf(),
             source,
@@ -76,16 +90,50 @@ impl Rules {
                 })?;
             tracing::info!(game, version = %module.sha256_hex(), path = %path.display(), "rules module loaded");
             self.activate(&game, module);
-            games.push(game);
+            games.push((game, bytes));
         }
         Ok(games)
     }
 
-    pub fn activate(&self, game: &str, module: RulesModule) {
+    /// Loads a module and plays a short trial match with it (set up, each player's view, a round
+    /// timed out), so that a module that traps or answers garbage is refused before any player
+    /// meets it. Compiling takes milliseconds: call from a blocking task.
+    pub fn validate(&self, bytes: &[u8]) -> Result<RulesModule, RulesError> {
+        let module = self.engine.load(bytes)?;
+        let trial = |what: &str, error: crate::runtime::CallError| {
+            RulesError::Trial(format!("{what}: {error}"))
+        };
+        let seats = [
+            abi::Seat::from(("trial-a", 1)),
+            abi::Seat::from(("trial-b", 1)),
+        ];
+        let null = serde_json::value::RawValue::from_string("null".into()).expect("null is JSON");
+        let setup = module
+            .setup(1, &seats, &null)
+            .map_err(|e| trial("setup", e))?;
+        for seat in &seats {
+            module
+                .view(&setup.state, &seat.id)
+                .map_err(|e| trial("view", e))?;
+        }
+        module
+            .timeout(&setup.state)
+            .map_err(|e| trial("timeout", e))?;
+        Ok(module)
+    }
+
+    /// Knows `module` as a version of `game`, without making it active.
+    pub fn add(&self, game: &str, module: RulesModule) {
         let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
         registry
             .versions
-            .insert(module.sha256_hex(), module.clone());
+            .insert(module.sha256_hex(), (game.to_string(), module));
+    }
+
+    /// Makes `module` the version new matches of `game` start with.
+    pub fn activate(&self, game: &str, module: RulesModule) {
+        self.add(game, module.clone());
+        let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
         registry.active.insert(game.to_string(), module);
     }
 
@@ -98,7 +146,48 @@ impl Rules {
     /// A module by its SHA-256 (hex), for a match pinned to it.
     pub fn version(&self, sha256_hex: &str) -> Option<RulesModule> {
         let registry = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        registry.versions.get(sha256_hex).map(|(_, m)| m.clone())
+    }
+
+    /// A loaded version with its game.
+    pub fn find(&self, sha256_hex: &str) -> Option<(String, RulesModule)> {
+        let registry = self.inner.read().unwrap_or_else(|p| p.into_inner());
         registry.versions.get(sha256_hex).cloned()
+    }
+
+    /// Every loaded version as `(game, version, active)`, sorted.
+    pub fn list(&self) -> Vec<(String, String, bool)> {
+        let registry = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<(String, String, bool)> = registry
+            .versions
+            .iter()
+            .map(|(sha, (game, _))| {
+                let active = registry
+                    .active
+                    .get(game)
+                    .is_some_and(|m| &m.sha256_hex() == sha);
+                (game.clone(), sha.clone(), active)
+            })
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// Unloads the versions that are neither active nor in `in_use`; returns them.
+    pub fn forget_unused(&self, in_use: &std::collections::HashSet<String>) -> Vec<String> {
+        let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let active: std::collections::HashSet<String> =
+            registry.active.values().map(|m| m.sha256_hex()).collect();
+        let unused: Vec<String> = registry
+            .versions
+            .keys()
+            .filter(|sha| !active.contains(*sha) && !in_use.contains(*sha))
+            .cloned()
+            .collect();
+        for sha in &unused {
+            registry.versions.remove(sha);
+        }
+        unused
     }
 
     pub fn require(&self, game: &str, folder: &Path) -> Result<(), RulesError> {

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::gateway::{Gateway, HostAdapter, SocketOutbox};
 use crate::http::{self, HttpState};
 use crate::matches::{MatchSettings, Matches, Outbox};
+use crate::modules::Modules;
 use crate::redis_store::pubsub::Bus;
 use crate::rules::{Rules, RulesError};
 use crate::runtime::{LoadError, RulesEngine};
@@ -106,11 +107,24 @@ async fn run_until(
 ) -> Result<(), StartError> {
     let engine = RulesEngine::new(config.runtime.clone())?;
     let rules = Rules::new(engine);
-    rules.load_folder(&config.rules_dir)?;
-    rules.require(&config.game, &config.rules_dir)?;
+    let local = rules.load_folder(&config.rules_dir)?;
 
     let (store, redis_error) = connect_store(&config).await;
     let store = Arc::new(store);
+    let modules = Modules::new(rules.clone(), store.clone());
+    // The fleet's active versions win over this instance's files.
+    if let Err(error) = modules.share_local(local).await {
+        tracing::warn!(%error, "could not share this instance's rules modules");
+    }
+    rules.require(&config.game, &config.rules_dir)?;
+    let watcher = match modules.watch(&config.rules_dir) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            // Uploads still work; only the file path is off.
+            tracing::warn!(%error, folder = %config.rules_dir.display(), "not watching the rules folder");
+            None
+        }
+    };
     let bus = match &*store {
         Store::Redis(redis) => redis.bus(),
         Store::Memory(_) => Bus::new(),
@@ -129,7 +143,7 @@ async fn run_until(
     let outbox: Arc<dyn Outbox> = Arc::new(SocketOutbox::new(io.clone()));
     let matches = Matches::new(
         store.clone(),
-        rules,
+        modules.clone(),
         outbox.clone(),
         MatchSettings {
             game: config.game.clone(),
@@ -152,6 +166,7 @@ async fn run_until(
         store: store.clone(),
         gateway: gateway.clone(),
         matches: matches.clone(),
+        modules: modules.clone(),
         instance_id: config.instance_id.clone(),
         heartbeat_ttl: config.heartbeat_ttl,
         finished_game_retention: config.finished_game_retention,
@@ -163,6 +178,7 @@ async fn run_until(
     let background = [
         tokio::spawn(cluster.clone().heartbeat()),
         tokio::spawn(cluster.clone().follow_room_events()),
+        tokio::spawn(cluster.clone().follow_module_events()),
         tokio::spawn(cluster.clone().sweep()),
     ];
 
@@ -170,6 +186,7 @@ async fn run_until(
     let app = http::router(HttpState {
         store: store.clone(),
         matches,
+        modules,
         gateway: gateway.clone(),
         admin_token: config.admin_token.clone(),
         instance_id: config.instance_id.clone(),
@@ -215,6 +232,7 @@ async fn run_until(
     for task in background {
         task.abort();
     }
+    drop(watcher);
     served.map_err(StartError::Io)
 }
 

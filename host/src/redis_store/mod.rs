@@ -20,6 +20,11 @@
 //! | `instances` | set | registered instance ids |
 //! | `instance:<id>` | string, TTL | the heartbeat: present while the instance lives |
 //! | `instance:<id>:sockets` | set, TTL | the instance's socket ids, for reaping |
+//! | `module:<version>` | string | a rules module's bytes (version = SHA-256 hex) |
+//! | `module_games` | hash | version -> game |
+//! | `active_modules` | hash | game -> active version |
+//! | `module_matches` | hash | version -> running matches |
+//! | `module_events` | channel | `{game, version}` when a version becomes active |
 //!
 //! Every multi-key change is one Lua script (atomic) or one `MULTI` pipeline; nothing on a hot
 //! path reads a whole hash.
@@ -57,6 +62,7 @@ struct Scripts {
     claim_dead_instances: Script,
     set_socket_room: Script,
     insert_match: Script,
+    set_active_module: Script,
 }
 
 impl Scripts {
@@ -72,6 +78,7 @@ impl Scripts {
             claim_dead_instances: Script::new(include_str!("lua/claim_dead_instances.lua")),
             set_socket_room: Script::new(include_str!("lua/set_socket_room.lua")),
             insert_match: Script::new(include_str!("lua/insert_match.lua")),
+            set_active_module: Script::new(include_str!("lua/set_active_module.lua")),
         }
     }
 }
@@ -85,6 +92,10 @@ struct Keys {
     game_versions: String,
     finished_games: String,
     room_events: String,
+    module_events: String,
+    module_games: String,
+    active_modules: String,
+    module_matches: String,
     queued: String,
     session_expiry: String,
     instances: String,
@@ -101,6 +112,10 @@ impl Keys {
             game_versions: key("game_versions"),
             finished_games: key("finished_games"),
             room_events: key("room_events"),
+            module_events: key("module_events"),
+            module_games: key("module_games"),
+            active_modules: key("active_modules"),
+            module_matches: key("module_matches"),
             queued: key("queued"),
             session_expiry: key("session_expiry"),
             instances: key("instances"),
@@ -117,6 +132,10 @@ impl Keys {
 
     fn instance(&self, id: &str) -> String {
         format!("{}instance:{id}", self.prefix)
+    }
+
+    fn module(&self, version: &str) -> String {
+        format!("{}module:{version}", self.prefix)
     }
 
     fn instance_sockets(&self, id: &str) -> String {
@@ -183,6 +202,11 @@ impl RedisStore {
     /// The channel state changes are announced on.
     pub fn room_events_channel(&self) -> &str {
         &self.keys.room_events
+    }
+
+    /// The channel module activations are announced on.
+    pub fn module_events_channel(&self) -> &str {
+        &self.keys.module_events
     }
 
     pub fn is_up(&self) -> bool {
@@ -397,11 +421,13 @@ impl RedisStore {
             .key(&self.keys.game_states)
             .key(&self.keys.game_versions)
             .key(&self.keys.room_events)
+            .key(&self.keys.module_matches)
             .arg(&record.room_id)
             .arg(json(record))
             .arg(json(game))
             .arg(game.version)
             .arg(state_changed(game, messages))
+            .arg(&game.module)
             .invoke_async(&mut self.conn())
             .await;
         self.ok(result).map(|_| ())
@@ -431,12 +457,14 @@ impl RedisStore {
             .key(&self.keys.game_versions)
             .key(&self.keys.finished_games)
             .key(&self.keys.room_events)
+            .key(&self.keys.module_matches)
             .arg(&game.room_id)
             .arg(expected)
             .arg(game.version)
             .arg(json(game))
             .arg(finished_at)
             .arg(envelope)
+            .arg(&game.module)
             .invoke_async(&mut self.conn())
             .await;
         match self.ok(result)? {
@@ -692,6 +720,68 @@ impl RedisStore {
     pub async fn forget_instance(&self, instance: &str) -> StoreResult<()> {
         let result: Result<(), _> = self.conn().del(self.keys.instance_sockets(instance)).await;
         self.ok(result)
+    }
+
+    // Rules modules.
+
+    pub async fn put_module(&self, game: &str, version: &str, bytes: &[u8]) -> StoreResult<()> {
+        let result = redis::pipe()
+            .atomic()
+            .set(self.keys.module(version), bytes)
+            .ignore()
+            .hset(&self.keys.module_games, version, game)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)
+    }
+
+    pub async fn module(&self, version: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        let result: Result<(Option<String>, Option<Vec<u8>>), _> = redis::pipe()
+            .hget(&self.keys.module_games, version)
+            .get(self.keys.module(version))
+            .query_async(&mut self.conn())
+            .await;
+        Ok(match self.ok(result)? {
+            (Some(game), Some(bytes)) => Some((game, bytes)),
+            _ => None,
+        })
+    }
+
+    pub async fn set_active_module(&self, game: &str, version: &str) -> StoreResult<()> {
+        let event = json(&serde_json::json!({ "game": game, "version": version }));
+        let result: Result<i64, _> = self
+            .scripts
+            .set_active_module
+            .key(&self.keys.active_modules)
+            .key(&self.keys.module_events)
+            .arg(game)
+            .arg(version)
+            .arg(event)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.ok(result).map(|_| ())
+    }
+
+    pub async fn active_modules(&self) -> StoreResult<BTreeMap<String, String>> {
+        let result = self.conn().hgetall(&self.keys.active_modules).await;
+        self.ok(result)
+    }
+
+    pub async fn module_versions(&self) -> StoreResult<BTreeMap<String, String>> {
+        let result = self.conn().hgetall(&self.keys.module_games).await;
+        self.ok(result)
+    }
+
+    pub async fn matches_by_module(&self) -> StoreResult<BTreeMap<String, usize>> {
+        let result: Result<BTreeMap<String, i64>, _> =
+            self.conn().hgetall(&self.keys.module_matches).await;
+        Ok(self
+            .ok(result)?
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(version, n)| (version, n as usize))
+            .collect())
     }
 
     // Helpers.

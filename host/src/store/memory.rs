@@ -265,6 +265,38 @@ impl MemoryStore {
     pub async fn forget_instance(&self, _instance: &str) -> StoreResult<()> {
         Ok(())
     }
+
+    // Rules modules: a lone instance's rules registry is all there is to share.
+
+    pub async fn put_module(&self, _game: &str, _version: &str, _bytes: &[u8]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub async fn module(&self, _version: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        Ok(None)
+    }
+
+    pub async fn set_active_module(&self, _game: &str, _version: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub async fn active_modules(&self) -> StoreResult<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
+    }
+
+    pub async fn module_versions(&self) -> StoreResult<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
+    }
+
+    pub async fn matches_by_module(&self) -> StoreResult<BTreeMap<String, usize>> {
+        let mut counts = BTreeMap::new();
+        for game in self.lock().games.values() {
+            if game.status != Status::Finished {
+                *counts.entry(game.module.clone()).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
 }
 
 #[cfg(test)]

@@ -156,6 +156,19 @@ delegate! {
     fn claim_dead_instances(&self, instance: &str) -> Vec<String>;
     /// Forgets the socket list of a reaped instance.
     fn forget_instance(&self, instance: &str) -> ();
+
+    /// Shares a rules module's bytes (under its version, the SHA-256 hex) with every instance.
+    fn put_module(&self, game: &str, version: &str, bytes: &[u8]) -> ();
+    /// A shared module: `(game, bytes)`.
+    fn module(&self, version: &str) -> Option<(String, Vec<u8>)>;
+    /// Makes `version` the active one of `game` for every instance, and announces it.
+    fn set_active_module(&self, game: &str, version: &str) -> ();
+    /// Each game's active version, as shared.
+    fn active_modules(&self) -> BTreeMap<String, String>;
+    /// Every shared version, with its game.
+    fn module_versions(&self) -> BTreeMap<String, String>;
+    /// How many running matches use each version.
+    fn matches_by_module(&self) -> BTreeMap<String, usize>;
 }
 
 impl Store {

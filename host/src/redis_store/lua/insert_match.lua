@@ -1,8 +1,10 @@
 -- Stores a new match and announces it, in one step (so its announcement precedes any change's).
 -- KEYS[1] matches  KEYS[2] game_states  KEYS[3] game_versions  KEYS[4] room_events
 -- ARGV[1] room  ARGV[2] match record JSON  ARGV[3] game state JSON  ARGV[4] version
--- ARGV[5] room_events envelope JSON
+-- ARGV[5] room_events envelope JSON   ARGV[6] the module version the match runs
+-- KEYS[5] module_matches (running matches per module version)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 redis.call('PUBLISH', KEYS[4], ARGV[5])

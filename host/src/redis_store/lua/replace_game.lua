@@ -2,12 +2,17 @@
 -- KEYS[1] game_states  KEYS[2] game_versions  KEYS[3] finished_games  KEYS[4] room_events
 -- ARGV[1] room  ARGV[2] expected version  ARGV[3] new version  ARGV[4] game state JSON
 -- ARGV[5] finished-at ms, or '' while running  ARGV[6] room_events envelope JSON
+-- KEYS[5] module_matches   ARGV[7] the match's module version
 -- Returns {0, ''} for no such game, {1, stored version} on conflict, {2, new version} when written.
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return {0, ''} end
 if current ~= ARGV[2] then return {1, current} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
+if ARGV[5] ~= '' then
+  -- The first write of a finished state ends the match: one fewer running on its module.
+  if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then redis.call('HINCRBY', KEYS[5], ARGV[7], -1) end
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+end
 redis.call('PUBLISH', KEYS[4], ARGV[6])
 return {2, ARGV[3]}

@@ -1,0 +1,250 @@
+//! Rules modules across the fleet: which version of each game is active, shared through the
+//! store so that every instance runs what any match needs, including a version it never had on
+//! its own disk. A module is installed from a file (`RULES_DIR`, watched) or an upload; it is
+//! validated (ABI, exports, a trial match) before it becomes active anywhere. A running match
+//! keeps the version it started with (`GameState.module`); new matches get the active one.
+
+use crate::rules::{Rules, RulesError};
+use crate::runtime::RulesModule;
+use crate::store::{Store, StoreError};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A game's versions as `GET /rules` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionInfo {
+    pub version: String,
+    pub active: bool,
+    /// Running matches on this version, across the fleet.
+    pub matches: usize,
+    /// Whether this instance has it loaded now.
+    pub loaded: bool,
+}
+
+#[derive(Clone)]
+pub struct Modules {
+    rules: Rules,
+    store: Arc<Store>,
+}
+
+impl Modules {
+    pub fn new(rules: Rules, store: Arc<Store>) -> Self {
+        Modules { rules, store }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// At start: shares the modules read from `RULES_DIR`, makes each the active version of its
+    /// game where the fleet has none yet, and adopts the fleet's active versions otherwise.
+    pub async fn share_local(&self, loaded: Vec<(String, Vec<u8>)>) -> Result<(), ModuleError> {
+        let active = self.store.active_modules().await?;
+        for (game, bytes) in loaded {
+            let version = sha256_hex(&bytes);
+            self.store.put_module(&game, &version, &bytes).await?;
+            match active.get(&game) {
+                Some(shared) if *shared != version => self.adopt(&game, shared).await?,
+                Some(_) => {}
+                None => self.store.set_active_module(&game, &version).await?,
+            }
+        }
+        for (game, version) in active {
+            self.adopt(&game, &version).await?;
+        }
+        Ok(())
+    }
+
+    /// Validates `bytes` and makes them the active version of `game` on every instance.
+    /// Installing the active version again changes nothing. Returns the version.
+    pub async fn install(&self, game: &str, bytes: Vec<u8>) -> Result<String, ModuleError> {
+        let version = sha256_hex(&bytes);
+        if self
+            .rules
+            .active(game)
+            .is_some_and(|m| m.sha256_hex() == version)
+        {
+            return Ok(version);
+        }
+        let module = self.validate(&bytes).await?;
+        self.store.put_module(game, &version, &bytes).await?;
+        self.store.set_active_module(game, &version).await?;
+        self.rules.activate(game, module);
+        tracing::info!(game, version, "rules module active");
+        Ok(version)
+    }
+
+    /// Makes a version known to the fleet the active one of `game` again (a rollback).
+    pub async fn activate(&self, game: &str, version: &str) -> Result<(), ModuleError> {
+        let (owner, module) = self.find(version).await?;
+        if owner != game {
+            return Err(RulesError::WrongGame {
+                version: version.to_string(),
+                expected: game.to_string(),
+                actual: owner,
+            }
+            .into());
+        }
+        self.store.set_active_module(game, version).await?;
+        self.rules.activate(game, module);
+        tracing::info!(game, version, "rules module active (activated)");
+        Ok(())
+    }
+
+    /// Another instance made `version` active for `game`: follow.
+    pub async fn adopt(&self, game: &str, version: &str) -> Result<(), ModuleError> {
+        if self
+            .rules
+            .active(game)
+            .is_some_and(|m| m.sha256_hex() == version)
+        {
+            return Ok(());
+        }
+        let (_, module) = self.find(version).await?;
+        self.rules.activate(game, module);
+        tracing::info!(game, version, "rules module active (from the fleet)");
+        Ok(())
+    }
+
+    /// A module by version: loaded here, or fetched from the fleet and loaded.
+    pub async fn module(&self, version: &str) -> Result<RulesModule, ModuleError> {
+        self.find(version).await.map(|(_, module)| module)
+    }
+
+    async fn find(&self, version: &str) -> Result<(String, RulesModule), ModuleError> {
+        if let Some(found) = self.rules.find(version) {
+            return Ok(found);
+        }
+        let (game, bytes) = self
+            .store
+            .module(version)
+            .await?
+            .ok_or_else(|| RulesError::UnknownVersion(version.to_string()))?;
+        let module = self.validate(&bytes).await?;
+        self.rules.add(&game, module.clone());
+        Ok((game, module))
+    }
+
+    async fn validate(&self, bytes: &[u8]) -> Result<RulesModule, ModuleError> {
+        let (rules, bytes) = (self.rules.clone(), bytes.to_vec());
+        let validated = tokio::task::spawn_blocking(move || rules.validate(&bytes)).await;
+        match validated {
+            Ok(result) => Ok(result?),
+            Err(join) => Err(RulesError::Trial(join.to_string()).into()),
+        }
+    }
+
+    /// Every game's versions: those the fleet shares and those loaded here.
+    pub async fn list(&self) -> Result<BTreeMap<String, Vec<VersionInfo>>, ModuleError> {
+        let shared = self.store.module_versions().await?;
+        let running = self.store.matches_by_module().await?;
+        let local = self.rules.list();
+        let mut versions: BTreeMap<String, String> = shared;
+        for (game, version, _) in &local {
+            versions.insert(version.clone(), game.clone());
+        }
+        let mut games: BTreeMap<String, Vec<VersionInfo>> = BTreeMap::new();
+        for (version, game) in versions {
+            let active = self
+                .rules
+                .active(&game)
+                .is_some_and(|m| m.sha256_hex() == version);
+            let loaded = local.iter().any(|(_, v, _)| *v == version);
+            games.entry(game).or_default().push(VersionInfo {
+                matches: running.get(&version).copied().unwrap_or(0),
+                version,
+                active,
+                loaded,
+            });
+        }
+        Ok(games)
+    }
+
+    /// Unloads versions no running match uses and no game has active; returns how many.
+    pub async fn unload_unused(&self, running_here: HashSet<String>) -> usize {
+        let mut in_use = running_here;
+        match self.store.matches_by_module().await {
+            Ok(running) => in_use.extend(running.into_keys()),
+            // Without the fleet's counts, keep everything.
+            Err(_) => return 0,
+        }
+        let unloaded = self.rules.forget_unused(&in_use);
+        for version in &unloaded {
+            tracing::info!(version, "rules module unloaded: no match uses it");
+        }
+        unloaded.len()
+    }
+
+    /// Installs every `*.wasm` that appears or changes in `folder` (its stem names the game),
+    /// until the returned watcher is dropped. Bad modules are refused with a log line; the
+    /// active version stays.
+    pub fn watch(&self, folder: &Path) -> notify::Result<impl Drop + use<>> {
+        use notify::RecursiveMode;
+        use notify_debouncer_full::new_debouncer;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let mut debouncer = new_debouncer(
+            Duration::from_millis(50),
+            None,
+            move |result: notify_debouncer_full::DebounceEventResult| {
+                let Ok(events) = result else { return };
+                for event in events {
+                    if matches!(event.kind, notify::EventKind::Remove(_)) {
+                        continue;
+                    }
+                    for path in &event.paths {
+                        if path.extension().is_some_and(|ext| ext == "wasm") {
+                            let _ = tx.send(path.clone());
+                        }
+                    }
+                }
+            },
+        )?;
+        debouncer.watch(folder, RecursiveMode::NonRecursive)?;
+        let modules = self.clone();
+        let task = tokio::spawn(async move {
+            while let Some(path) = rx.recv().await {
+                let Some(game) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                    continue;
+                };
+                let bytes = match std::fs::read(&path) {
+                    Ok(bytes) => bytes,
+                    // Renamed away or half-written: a later event brings the final file.
+                    Err(error) => {
+                        tracing::debug!(path = %path.display(), %error, "skipped");
+                        continue;
+                    }
+                };
+                match modules.install(&game, bytes).await {
+                    Ok(version) => {
+                        tracing::info!(game, version, path = %path.display(), "installed from file")
+                    }
+                    Err(error) => {
+                        tracing::warn!(game, path = %path.display(), %error, "module refused; the active version stays")
+                    }
+                }
+            }
+        });
+        struct Watcher<D>(D, tokio::task::JoinHandle<()>);
+        impl<D> Drop for Watcher<D> {
+            fn drop(&mut self) {
+                self.1.abort();
+            }
+        }
+        Ok(Watcher(debouncer, task))
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
