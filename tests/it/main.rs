@@ -6,6 +6,7 @@ mod cluster_support;
 mod support;
 
 mod cluster;
+mod hot_reload;
 
 mod rules_determinism;
 mod rules_hostile;

@@ -1,0 +1,277 @@
+//! Rules modules swapped while the servers run: uploads, the watched folder, rollbacks, versions
+//! shared through Redis, matches pinned to the version they started with, broken modules refused.
+
+use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
+use crate::support::{
+    Endpoint, Player, http, matched_pair, module_bytes, server, settle, wat_bytes,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const GAME: &str = "wizard-battle";
+
+/// The same rules with a custom section appended: behaves the same, but is another version.
+fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                return;
+            }
+        }
+    }
+    let name = b"gamehost-test-version";
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name);
+    content.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(content.len(), &mut out);
+    out.extend(content);
+    out
+}
+
+fn version_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A rules folder of the test's own, holding `files` (name, bytes).
+fn rules_dir(files: &[(&str, &[u8])]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gamehost-rules-{}",
+        unique_prefix().replace(':', "-")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    dir
+}
+
+/// Writes a file the way deployments should: to a temporary name, then renamed into place.
+fn install_file(dir: &Path, name: &str, bytes: &[u8]) {
+    let temp = dir.join(format!(".{name}.part"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, dir.join(name)).unwrap();
+}
+
+async fn upload(server: &impl Endpoint, bytes: Vec<u8>, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/rules/{GAME}", server.url()))
+        .body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn activate(server: &impl Endpoint, version: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/rules/{GAME}/active", server.url()))
+        .json(&json!({ "version": version }))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn active_version(server: &impl Endpoint) -> Value {
+    let (status, rules) = http(server, "GET", "/rules", None).await;
+    assert_eq!(status, 200, "{rules}");
+    rules["games"][GAME]["active"].clone()
+}
+
+/// Waits until every server has `version` active.
+async fn everywhere_active(servers: &[&dyn Endpointish], version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut all = true;
+        for server in servers {
+            if server.active().await != version {
+                all = false;
+            }
+        }
+        if all {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{version} not active everywhere within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the tests ask of any server.
+trait Endpointish: Sync {
+    fn active(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + '_>>;
+}
+
+impl Endpointish for host::server::RunningServer {
+    fn active(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + '_>> {
+        Box::pin(active_version(self))
+    }
+}
+
+/// The module version a match runs, as its player sees the stored document.
+async fn module_of(player: &Player, room: &str) -> String {
+    let state = player
+        .request("getGameState", json!({ "roomId": room }))
+        .await["state"]
+        .clone();
+    state["module"]
+        .as_str()
+        .expect("a module version")
+        .to_string()
+}
+
+/// Both players strike where the other stands: the match ends, a draw.
+async fn finish(a: &Player, b: &Player, room: &str) {
+    for (caster, target) in [(a, b), (b, a)] {
+        let at = target.received("view").last().unwrap()["view"]["you"]["position"].clone();
+        let ack = caster
+            .request(
+                "submitAction",
+                json!({ "roomId": room, "action": { "spell": "lightning", "target": at } }),
+            )
+            .await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+    a.next("gameOver").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_reaches_every_instance_pins_running_matches_and_rolls_back() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let v1_bytes = module_bytes("rules", GAME);
+    let v1 = version_of(&v1_bytes);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let dir = rules_dir(&[("wizard-battle.wasm", &v1_bytes)]);
+        servers.push(cluster_server(&redis, &prefix, |c| c.rules_dir = dir).await);
+    }
+    let all: Vec<&dyn Endpointish> = servers.iter().map(|s| s as &dyn Endpointish).collect();
+    everywhere_active(&all, &v1).await;
+
+    // A match starts on v1, then v2 is uploaded to another instance.
+    let (a, b, old_room) = matched_pair(&servers[0], 1).await;
+    a.next("view").await;
+    b.next("view").await;
+    let v2_bytes = variant(&v1_bytes, "2");
+    let v2 = version_of(&v2_bytes);
+    let (status, answer) = upload(&servers[1], v2_bytes, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "game": GAME, "version": v2, "active": true })
+    );
+    everywhere_active(&all, &v2).await;
+
+    // The running match stays on v1 to its end; a new one, on a third instance, gets v2.
+    assert_eq!(module_of(&a, &old_room).await, v1);
+    finish(&a, &b, &old_room).await;
+    assert_eq!(module_of(&b, &old_room).await, v1, "pinned to the end");
+    let (c, _d, new_room) = matched_pair(&servers[2], 1).await;
+    assert_eq!(module_of(&c, &new_room).await, v2);
+
+    let (_, rules) = http(&servers[0], "GET", "/rules", None).await;
+    let versions = rules["games"][GAME]["versions"].as_array().unwrap().clone();
+    let running = |v: &str| {
+        versions
+            .iter()
+            .find(|info| info["version"] == v)
+            .map(|info| info["matches"].clone())
+    };
+    assert_eq!(running(&v2), Some(json!(1)), "{rules}");
+    assert_eq!(running(&v1), Some(json!(0)), "{rules}");
+
+    // Rollback, asked of yet another instance, reaches all; new matches get v1 again.
+    let (status, answer) = activate(&servers[2], &v1).await;
+    assert_eq!(status, 200, "{answer}");
+    everywhere_active(&all, &v1).await;
+    let (e, _f, third_room) = matched_pair(&servers[0], 1).await;
+    assert_eq!(module_of(&e, &third_room).await, v1);
+    assert_eq!(
+        module_of(&c, &new_room).await,
+        v2,
+        "still pinned after the rollback"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_written_to_the_folder_runs_everywhere_even_where_the_file_never_was() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let v1_bytes = module_bytes("rules", GAME);
+    let (dir_a, dir_b) = (
+        rules_dir(&[("wizard-battle.wasm", &v1_bytes)]),
+        rules_dir(&[("wizard-battle.wasm", &v1_bytes)]),
+    );
+    let watched = dir_a.clone();
+    let a = cluster_server(&redis, &prefix, |c| c.rules_dir = dir_a).await;
+    let b = cluster_server(&redis, &prefix, |c| c.rules_dir = dir_b).await;
+    let both: [&dyn Endpointish; 2] = [&a, &b];
+
+    let v2_bytes = variant(&v1_bytes, "file-2");
+    let v2 = version_of(&v2_bytes);
+    install_file(&watched, "wizard-battle.wasm", &v2_bytes);
+    everywhere_active(&both, &v2).await;
+    // b never had v2 on disk: it came from Redis.
+    let (p, _q, room) = matched_pair(&b, 1).await;
+    assert_eq!(module_of(&p, &room).await, v2);
+
+    // Garbage in the folder is refused; the watcher goes on, and the active version stays.
+    install_file(&watched, "wizard-battle.wasm", b"not wasm at all");
+    settle().await;
+    settle().await;
+    assert_eq!(active_version(&a).await, v2);
+    let v3_bytes = variant(&v1_bytes, "file-3");
+    install_file(&watched, "wizard-battle.wasm", &v3_bytes);
+    everywhere_active(&both, &version_of(&v3_bytes)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_modules_are_refused_and_the_active_version_stays() {
+    let v1 = version_of(&module_bytes("rules", GAME));
+    let server = server(|c| c.admin_token = Some("s3cret".into())).await;
+    let token = Some("s3cret");
+    for (bytes, says) in [
+        (b"\0asm but not really".to_vec(), "wasm"),
+        (wat_bytes("wrong_version"), "version"),
+        (wat_bytes("missing_export"), "export"),
+        (wat_bytes("traps_in_setup"), "trial"),
+    ] {
+        let (status, answer) = upload(&server, bytes, token).await;
+        assert_eq!(status, 422, "{answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{error:?} should mention {says:?}");
+        assert_eq!(active_version(&server).await, v1.as_str());
+    }
+    // Only admins upload or roll back.
+    let (status, _) = upload(&server, module_bytes("rules", GAME), None).await;
+    assert_eq!(status, 401);
+    let response = reqwest::Client::new()
+        .put(format!("{}/rules/{GAME}/active", server.url()))
+        .bearer_auth("s3cret")
+        .json(&json!({ "version": "0".repeat(64) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404, "an unknown version");
+    // A match still starts, on the version that was active all along.
+    let (a, _b, room) = matched_pair(&server, 1).await;
+    assert_eq!(module_of(&a, &room).await, v1);
+}
