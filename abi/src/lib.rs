@@ -19,6 +19,15 @@
 //! | [`EXPORT_LEAVE`] | `(ptr: i32, len: i32) -> i64` | [`LeaveInput`] in, `Reply<Transition>` out |
 //! | [`EXPORT_VIEW`] | `(ptr: i32, len: i32) -> i64` | [`ViewInput`] in, `Reply<view>` out |
 //!
+//! It may also export, optionally:
+//!
+//! | export | signature | meaning |
+//! |---|---|---|
+//! | [`EXPORT_MIGRATE`] | `(ptr: i32, len: i32) -> i64` | [`MigrateInput`] in, `Reply<Transition>` out: the state of a match another version of this game started, carried over to this version (no events), or `Rejected` with code `cannot_migrate` |
+//!
+//! A host moves a running match to a newly active version only through this export, and only at
+//! a round boundary; without it, a match stays on the version it started with.
+//!
 //! A module may import exactly one function, and nothing else (no WASI, no clock, no host state):
 //!
 //! | import | signature | meaning |
@@ -80,7 +89,10 @@ pub const EXPORT_LEAVE: &str = "gamehost_leave";
 /// `(ptr, len) -> i64`: what one player may see of the match.
 pub const EXPORT_VIEW: &str = "gamehost_view";
 
-/// Every operation export, in the order the host checks them.
+/// Optional: `(ptr, len) -> i64`, [`MigrateInput`] in, `Reply<Transition>` out.
+pub const EXPORT_MIGRATE: &str = "gamehost_migrate";
+
+/// Every required operation export, in the order the host checks them.
 pub const OPERATION_EXPORTS: [&str; 5] = [
     EXPORT_SETUP,
     EXPORT_ACTION,
@@ -156,6 +168,14 @@ pub struct TimeoutInput<S> {
 pub struct LeaveInput<S> {
     pub state: S,
     pub player: PlayerId,
+}
+
+/// Input of [`EXPORT_MIGRATE`]: `state` is what another version of the same game stored (any
+/// shape that version had). Answer with this version's state for the same match, or refuse with
+/// `cannot_migrate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrateInput<S> {
+    pub state: S,
 }
 
 /// Input of [`EXPORT_VIEW`].

@@ -394,6 +394,8 @@ impl Matches {
             stored_version: game.version,
             game,
             unsaved: false,
+            round_ended: false,
+            refused_migration: None,
         };
         tokio::spawn(actor.run(receiver, sender.clone()));
         sender
@@ -717,6 +719,10 @@ struct Actor {
     stored_version: u64,
     /// Changes went on in memory while the store was away and still have to be written back.
     unsaved: bool,
+    /// A round just ended: the moment a match may move to a newly active version.
+    round_ended: bool,
+    /// The version that refused to carry this match over (not asked again).
+    refused_migration: Option<String>,
 }
 
 impl Actor {
@@ -734,6 +740,9 @@ impl Actor {
                     self.on_round_deadline().await
                 }
                 _ = write_back.tick(), if self.unsaved => self.write_back().await,
+            }
+            if std::mem::take(&mut self.round_ended) {
+                self.migrate_if_asked().await;
             }
             if !self.unsaved && !self.has_local_player() {
                 // The match's players are on other instances now; their actors carry it.
@@ -893,6 +902,7 @@ impl Actor {
                     return Err(MatchError::Unavailable);
                 }
             }
+            self.round_ended |= next.turn != self.game.turn && next.status != Status::Finished;
             self.game = next;
             if deliver_here {
                 self.hub().outbox.deliver_here(change.messages).await;
@@ -1108,6 +1118,57 @@ impl Actor {
             }
         })
         .await
+    }
+
+    /// At a round boundary: if another version of the game is active now and it can carry this
+    /// match over (its optional migration export accepts the state), the match moves to it.
+    /// Otherwise it stays on the version it started with.
+    async fn migrate_if_asked(&mut self) {
+        if self.unsaved || self.game.status == Status::Finished {
+            return;
+        }
+        let Some(active) = self.hub().modules.rules().active(&self.game.game) else {
+            return;
+        };
+        let target = active.sha256_hex();
+        if target == self.game.module
+            || !active.can_migrate()
+            || self.refused_migration.as_deref() == Some(target.as_str())
+        {
+            return;
+        }
+        let result = self
+            .change(|game, _, _| {
+                let (active, target) = (active.clone(), target.clone());
+                async move {
+                    if game.module == target || game.status == Status::Finished {
+                        return Ok(None);
+                    }
+                    let state = game.game_data.clone();
+                    let transition = call(&active, move |m| m.migrate(&state)).await?;
+                    let mut next = game;
+                    next.module = target;
+                    next.game_data = transition.state.clone();
+                    let messages = announcements(&next, &transition);
+                    Ok(Some(Change {
+                        next,
+                        messages,
+                        answer: (),
+                    }))
+                }
+            })
+            .await;
+        match result {
+            Ok(()) if self.game.module == target => {
+                tracing::info!(room = %self.game.room_id, version = target, "match moved to the active version");
+                self.module = active;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                tracing::info!(room = %self.game.room_id, version = target, %error, "match stays on its version");
+                self.refused_migration = Some(target);
+            }
+        }
     }
 
     async fn on_round_deadline(&mut self) {

@@ -117,6 +117,8 @@ pub enum Operation {
     Timeout,
     Leave,
     View,
+    /// Optional: only modules that export it can carry a match over from another version.
+    Migrate,
 }
 
 impl Operation {
@@ -127,6 +129,7 @@ impl Operation {
             Operation::Timeout => abi::EXPORT_TIMEOUT,
             Operation::Leave => abi::EXPORT_LEAVE,
             Operation::View => abi::EXPORT_VIEW,
+            Operation::Migrate => abi::EXPORT_MIGRATE,
         }
     }
 
@@ -339,6 +342,15 @@ impl RulesEngine {
                 "(i32, i32) -> i64",
             )?;
         }
+        let migrates = module.get_export(abi::EXPORT_MIGRATE).is_some();
+        if migrates {
+            check_export(
+                &module,
+                abi::EXPORT_MIGRATE,
+                &operation_type,
+                "(i32, i32) -> i64",
+            )?;
+        }
 
         Ok(RulesModule {
             inner: Arc::new(ModuleInner {
@@ -346,6 +358,7 @@ impl RulesEngine {
                 engine: self.clone(),
                 pre,
                 sha256,
+                migrates,
             }),
         })
     }
@@ -431,6 +444,8 @@ struct ModuleInner {
     engine: RulesEngine,
     pre: InstancePre<CallState>,
     sha256: [u8; 32],
+    /// Whether it exports the optional migration.
+    migrates: bool,
 }
 
 impl Drop for ModuleInner {
@@ -451,6 +466,8 @@ pub struct Instance {
     alloc: TypedFunc<u32, u32>,
     /// The operation exports, in [`Operation::ALL`] order, looked up once.
     operations: Vec<TypedFunc<(u32, u32), u64>>,
+    /// The optional migration export.
+    migrate: Option<TypedFunc<(u32, u32), u64>>,
 }
 
 impl RulesModule {
@@ -461,6 +478,18 @@ impl RulesModule {
 
     pub fn sha256_hex(&self) -> String {
         hex::encode(self.inner.sha256)
+    }
+
+    /// Whether the module exports [`abi::EXPORT_MIGRATE`]: it may carry running matches over
+    /// from other versions of its game.
+    pub fn can_migrate(&self) -> bool {
+        self.inner.migrates
+    }
+
+    /// Carries a match's state over from another version of this game (see
+    /// [`abi::EXPORT_MIGRATE`]); `Rejected` with `cannot_migrate` if the module cannot.
+    pub fn migrate(&self, state: &RawValue) -> Result<Transition, CallError> {
+        self.call_typed(Operation::Migrate, &abi::MigrateInput { state })
     }
 
     /// Whether both handles share one compilation (true for every load of the same bytes).
@@ -514,12 +543,23 @@ impl RulesModule {
             .map(|op| instance.get_typed_func::<(u32, u32), u64>(&mut store, op.export()))
             .collect::<Result<_, _>>()
             .map_err(unusable)?;
+        let migrate = if self.inner.migrates {
+            let export = abi::EXPORT_MIGRATE;
+            Some(
+                instance
+                    .get_typed_func::<(u32, u32), u64>(&mut store, export)
+                    .map_err(unusable)?,
+            )
+        } else {
+            None
+        };
         Ok(Instance {
             deadline_ticks: self.inner.engine.inner.deadline_ticks,
             store,
             memory,
             alloc,
             operations,
+            migrate,
         })
     }
 
@@ -634,7 +674,15 @@ impl Instance {
         state.memory.hit = false;
         let len = u32::try_from(input.len())
             .map_err(|_| CallError::BadInput("the input is larger than 4 GiB".into()))?;
-        let run = &self.operations[operation as usize];
+        let run = match operation {
+            Operation::Migrate => self.migrate.as_ref().ok_or_else(|| {
+                CallError::Rejected(abi::Rejection::new(
+                    "cannot_migrate",
+                    "this module does not migrate matches",
+                ))
+            })?,
+            other => &self.operations[other as usize],
+        };
         let ptr = self
             .alloc
             .call(&mut *store, len)

@@ -6,8 +6,8 @@
 
 use crate::{Ctx, Game, Rng};
 use abi::{
-    ActionInput, GuestError, LeaveInput, PlayerView, Rejection, Reply, Seat, SetupInput,
-    TimeoutInput, Transition, ViewInput,
+    ActionInput, GuestError, LeaveInput, MigrateInput, PlayerView, Rejection, Reply, Seat,
+    SetupInput, TimeoutInput, Transition, ViewInput,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::value::RawValue;
@@ -57,6 +57,22 @@ pub fn leave<G: Game>(input: &[u8]) -> Vec<u8> {
             G::leave(&mut stored.game, &input.player, &mut ctx);
             let events = ctx.events;
             Ok(transition::<G>(stored, events))
+        }),
+    )
+}
+
+/// [`abi::EXPORT_MIGRATE`]: [`Game::migrate`] on the game state another version stored.
+pub fn migrate<G: Game>(input: &[u8]) -> Vec<u8> {
+    encode(
+        decode::<MigrateInput<Stored<serde_json::Value>>>(input).and_then(|input| {
+            let Stored { players, rng, game } = input.state;
+            let game = G::migrate(game).ok_or_else(|| {
+                GuestError::Rejected(Rejection::new(
+                    "cannot_migrate",
+                    "this version cannot carry that match over",
+                ))
+            })?;
+            Ok(transition::<G>(Stored { players, rng, game }, Vec::new()))
         }),
     )
 }

@@ -84,6 +84,8 @@ pub use rand;
 /// Random-number traits, for `ctx.rng().random_range(..)` and friends.
 pub use rand::{Rng as RandomExt, RngCore};
 pub use rng::Rng;
+/// The JSON crate the ABI speaks, re-exported for [`Game::migrate`].
+pub use serde_json;
 
 /// A game's rules. Every method is a pure function of its inputs: no I/O, no clock, and
 /// randomness only from [`Ctx::rng`]. Keep everything in `State`: no `static`s, no lazily
@@ -122,6 +124,20 @@ pub trait Game {
 
     /// A player left the match for good.
     fn leave(state: &mut Self::State, player: &str, ctx: &mut Ctx<Self::Event>);
+
+    /// Carries a running match over from another version of this game, so that a balance fix
+    /// or a new rule reaches matches already under way. `old` is the game state (as JSON) that
+    /// another version stored; it may lack fields this version added, or have fields it dropped.
+    /// Return this version's state for the same match, or `None` if `old` cannot be carried over
+    /// (the match then finishes on the version it started with).
+    ///
+    /// The host calls it only for modules exported with `export_game!(Game, migrations)`, and
+    /// only at a round boundary, so a migration never lands in the middle of a round. Players
+    /// and the RNG carry over untouched. The default carries nothing over.
+    fn migrate(old: serde_json::Value) -> Option<Self::State> {
+        let _ = old;
+        None
+    }
 
     /// What `player` (a seated player) may see.
     fn view(state: &Self::State, player: &str) -> Self::View;
@@ -176,8 +192,24 @@ impl<'a, E> Ctx<'a, E> {
 /// Exports a [`Game`] as a rules module: expands to the ABI's `#[no_mangle]` functions when
 /// compiled for `wasm32`, and to nothing natively (so several games can be linked into one native
 /// test binary).
+///
+/// `export_game!(MyGame, migrations)` also exports the optional migration ([`Game::migrate`]):
+/// then, when this module becomes the active version of its game, the host carries each running
+/// match over to it at the match's next round boundary, if `migrate` accepts its state. Without
+/// `migrations`, running matches finish on the version they started with.
 #[macro_export]
 macro_rules! export_game {
+    ($game:ty, migrations) => {
+        $crate::export_game!($game);
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_migrate(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::migrate::<$game>) }
+            }
+        };
+    };
     ($game:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {

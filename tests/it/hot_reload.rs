@@ -275,3 +275,130 @@ async fn broken_modules_are_refused_and_the_active_version_stays() {
     let (a, _b, room) = matched_pair(&server, 1).await;
     assert_eq!(module_of(&a, &room).await, v1);
 }
+
+/// The same rules without the migration export (its name garbled, same length): a version that
+/// cannot carry running matches over.
+fn without_migrations(bytes: &[u8]) -> Vec<u8> {
+    let (from, to) = (b"gamehost_migrate", b"gamehost_migrat_");
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+        }
+        i += 1;
+    }
+    assert_ne!(out, bytes, "the module had a migration export");
+    out
+}
+
+/// Plays one harmless round (both teleport to where they stand); returns once both saw it
+/// resolve. Teleport is then cooling down for a round.
+async fn play_a_round(a: &Player, b: &Player, room: &str) {
+    let turn = a.received("view").last().unwrap()["turn"].as_u64().unwrap();
+    for player in [a, b] {
+        let here = player.received("view").last().unwrap()["view"]["you"]["position"].clone();
+        let ack = player
+            .request(
+                "submitAction",
+                json!({ "roomId": room, "action": { "spell": "teleport", "target": here } }),
+            )
+            .await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+    for player in [a, b] {
+        player
+            .first_where("view", |v| v["turn"].as_u64() > Some(turn))
+            .await;
+    }
+}
+
+/// Waits until a match's stored module is `version`.
+async fn moves_to(player: &Player, room: &str, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while module_of(player, room).await != version {
+        assert!(Instant::now() < deadline, "{room} never moved to {version}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_pins_matches_unless_the_new_version_migrates_them_at_a_round_boundary() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let v1_bytes = module_bytes("rules", GAME);
+    let v1 = version_of(&v1_bytes);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let dir = rules_dir(&[("wizard-battle.wasm", &v1_bytes)]);
+        servers.push(cluster_server(&redis, &prefix, |c| c.rules_dir = dir).await);
+    }
+    let all: Vec<&dyn Endpointish> = servers.iter().map(|s| s as &dyn Endpointish).collect();
+
+    // Two matches on v1: one on instance 0, one across instances 1 and 2.
+    let (a1, a2, pinned_room) = matched_pair(&servers[0], 1).await;
+    let b1 = Player::connect(&servers[1]).await;
+    let b2 = Player::connect(&servers[2]).await;
+    assert_eq!(
+        b1.request("joinMatchmaking", json!({ "level": 2 })).await,
+        Value::Null
+    );
+    let moving_room = b2.request("joinMatchmaking", json!({ "level": 2 })).await;
+    let moving_room = moving_room.as_str().unwrap().to_string();
+    for player in [&a1, &a2, &b1, &b2] {
+        player.next("view").await;
+    }
+
+    // v2 cannot migrate: a round boundary leaves the match on v1, which it finishes on.
+    let v2_bytes = without_migrations(&variant(&v1_bytes, "pinned"));
+    let v2 = version_of(&v2_bytes);
+    assert_eq!(upload(&servers[1], v2_bytes, None).await.0, 200);
+    everywhere_active(&all, &v2).await;
+    play_a_round(&a1, &a2, &pinned_room).await;
+    settle().await;
+    assert_eq!(
+        module_of(&a1, &pinned_room).await,
+        v1,
+        "pinned past a round boundary"
+    );
+    finish(&a1, &a2, &pinned_room).await;
+    assert_eq!(
+        module_of(&a2, &pinned_room).await,
+        v1,
+        "finished on its version"
+    );
+    let (c1, _c2, v2_room) = matched_pair(&servers[0], 3).await;
+    assert_eq!(
+        module_of(&c1, &v2_room).await,
+        v2,
+        "new matches get the active version"
+    );
+
+    // v3 migrates: the other v1 match stays on v1 until its round ends, then moves to v3.
+    let v3_bytes = variant(&v1_bytes, "migrating");
+    let v3 = version_of(&v3_bytes);
+    assert_eq!(upload(&servers[2], v3_bytes, None).await.0, 200);
+    everywhere_active(&all, &v3).await;
+    assert_eq!(
+        module_of(&b1, &moving_room).await,
+        v1,
+        "not in the middle of a round"
+    );
+    play_a_round(&b1, &b2, &moving_room).await;
+    moves_to(&b1, &moving_room, &v3).await;
+    // It plays on, on v3, to its end.
+    finish(&b1, &b2, &moving_room).await;
+    assert_eq!(module_of(&b2, &moving_room).await, v3);
+
+    let (_, rules) = http(&servers[0], "GET", "/rules", None).await;
+    let count = |v: &str| {
+        rules["games"][GAME]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|info| info["version"] == v)
+            .map(|info| info["matches"].as_u64().unwrap())
+    };
+    assert_eq!(count(&v1).unwrap_or(0), 0, "{rules}");
+    assert_eq!(count(&v2), Some(1), "the v2 match still runs: {rules}");
+}

@@ -24,6 +24,7 @@
 //! | `module_games` | hash | version -> game |
 //! | `active_modules` | hash | game -> active version |
 //! | `module_matches` | hash | version -> running matches |
+//! | `game_modules` | hash | room id -> the version its match runs |
 //! | `module_events` | channel | `{game, version}` when a version becomes active |
 //!
 //! Every multi-key change is one Lua script (atomic) or one `MULTI` pipeline; nothing on a hot
@@ -96,6 +97,7 @@ struct Keys {
     module_games: String,
     active_modules: String,
     module_matches: String,
+    game_modules: String,
     queued: String,
     session_expiry: String,
     instances: String,
@@ -116,6 +118,7 @@ impl Keys {
             module_games: key("module_games"),
             active_modules: key("active_modules"),
             module_matches: key("module_matches"),
+            game_modules: key("game_modules"),
             queued: key("queued"),
             session_expiry: key("session_expiry"),
             instances: key("instances"),
@@ -422,6 +425,7 @@ impl RedisStore {
             .key(&self.keys.game_versions)
             .key(&self.keys.room_events)
             .key(&self.keys.module_matches)
+            .key(&self.keys.game_modules)
             .arg(&record.room_id)
             .arg(json(record))
             .arg(json(game))
@@ -458,6 +462,7 @@ impl RedisStore {
             .key(&self.keys.finished_games)
             .key(&self.keys.room_events)
             .key(&self.keys.module_matches)
+            .key(&self.keys.game_modules)
             .arg(&game.room_id)
             .arg(expected)
             .arg(game.version)
@@ -516,6 +521,8 @@ impl RedisStore {
             .hdel(&self.keys.game_versions, &rooms)
             .ignore()
             .hdel(&self.keys.matches, &rooms)
+            .ignore()
+            .hdel(&self.keys.game_modules, &rooms)
             .ignore()
             .zrem(&self.keys.finished_games, &rooms)
             .ignore()

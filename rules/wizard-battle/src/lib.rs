@@ -42,7 +42,11 @@ use std::collections::BTreeMap;
 
 pub struct WizardBattle;
 
-sdk::export_game!(WizardBattle);
+sdk::export_game!(WizardBattle, migrations);
+
+/// The layout of [`State`] this version writes. Revision 1 (the first release) had no
+/// `revision` field; revision 2 added it. [`Game::migrate`] carries older matches over.
+pub const REVISION: u32 = 2;
 
 const DEFAULT_SIZE: usize = 8;
 const MIN_SIZE: usize = 4;
@@ -277,6 +281,13 @@ pub struct State {
     /// Set when the game is over; empty is a draw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winners: Option<Vec<String>>,
+    /// The [`REVISION`] this match was set up or migrated under; states of revision 1 lack it.
+    #[serde(default = "first_revision")]
+    pub revision: u32,
+}
+
+fn first_revision() -> u32 {
+    1
 }
 
 impl State {
@@ -474,6 +485,7 @@ impl Game for WizardBattle {
             round: 1,
             wizards,
             winners: None,
+            revision: REVISION,
         })
     }
 
@@ -505,6 +517,18 @@ impl Game for WizardBattle {
         if state.winners.is_none() {
             resolve_round(state, ctx);
         }
+    }
+
+    /// Carries a match over from an earlier revision of these rules: every field it had keeps
+    /// its meaning, and the state is stamped with this revision. A state from a later revision
+    /// (a rollback) is not read: that match finishes on the version it started with.
+    fn migrate(old: sdk::serde_json::Value) -> Option<State> {
+        let mut state: State = sdk::serde_json::from_value(old).ok()?;
+        if state.revision > REVISION {
+            return None;
+        }
+        state.revision = REVISION;
+        Some(state)
     }
 
     fn leave(state: &mut State, player: &str, ctx: &mut Ctx<Event>) {

@@ -611,3 +611,40 @@ fn the_same_inputs_give_the_same_bytes() {
     };
     assert_eq!(play(), play());
 }
+
+#[test]
+fn a_match_of_the_first_revision_carries_over_and_a_later_one_does_not() {
+    let game = duel((1, 1));
+    let mut old = serde_json::to_value(game.state().game).unwrap();
+    // Revision 1 wrote no `revision` field.
+    old.as_object_mut().unwrap().remove("revision");
+    let migrated = WizardBattle::migrate(old.clone()).expect("revision 1 carries over");
+    assert_eq!(migrated.revision, REVISION);
+    assert_eq!(
+        migrated.wizards,
+        game.state().game.wizards,
+        "nothing else changes"
+    );
+    assert_eq!(migrated.map, game.state().game.map);
+
+    // Through the ABI, with the players and RNG around it, as the host calls it.
+    let stored = serde_json::json!({ "players": game.state().players, "rng": game.state().rng, "game": old });
+    let input = serde_json::to_vec(&sdk::abi::MigrateInput { state: stored }).unwrap();
+    let reply: sdk::abi::Reply<
+        sdk::abi::Transition<serde_json::Value, serde_json::Value, serde_json::Value>,
+    > = serde_json::from_slice(&sdk::dispatch::migrate::<WizardBattle>(&input)).unwrap();
+    let transition = reply.expect("migrated");
+    assert_eq!(transition.state["game"]["revision"], REVISION);
+    assert_eq!(
+        transition.views.len(),
+        2,
+        "each player gets its view of the carried-over match"
+    );
+    assert!(transition.events.is_empty());
+
+    // A state written by a later revision (after a rollback) is not guessed at.
+    let mut newer = serde_json::to_value(game.state().game).unwrap();
+    newer["revision"] = serde_json::json!(REVISION + 1);
+    assert!(WizardBattle::migrate(newer).is_none());
+    assert!(WizardBattle::migrate(serde_json::json!({ "not": "a wizard battle" })).is_none());
+}

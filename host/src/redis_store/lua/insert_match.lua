@@ -2,8 +2,9 @@
 -- KEYS[1] matches  KEYS[2] game_states  KEYS[3] game_versions  KEYS[4] room_events
 -- ARGV[1] room  ARGV[2] match record JSON  ARGV[3] game state JSON  ARGV[4] version
 -- ARGV[5] room_events envelope JSON   ARGV[6] the module version the match runs
--- KEYS[5] module_matches (running matches per module version)
+-- KEYS[5] module_matches (running matches per module version)  KEYS[6] game_modules
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[6])
 redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])

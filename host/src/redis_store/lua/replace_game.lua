@@ -2,13 +2,21 @@
 -- KEYS[1] game_states  KEYS[2] game_versions  KEYS[3] finished_games  KEYS[4] room_events
 -- ARGV[1] room  ARGV[2] expected version  ARGV[3] new version  ARGV[4] game state JSON
 -- ARGV[5] finished-at ms, or '' while running  ARGV[6] room_events envelope JSON
--- KEYS[5] module_matches   ARGV[7] the match's module version
+-- KEYS[5] module_matches  KEYS[6] game_modules (room -> module version)
+-- ARGV[7] the match's module version (a migration changes it)
 -- Returns {0, ''} for no such game, {1, stored version} on conflict, {2, new version} when written.
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return {0, ''} end
 if current ~= ARGV[2] then return {1, current} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local previous = redis.call('HGET', KEYS[6], ARGV[1])
+if previous and previous ~= ARGV[7] then
+  -- Migrated: the match now counts for its new version.
+  redis.call('HINCRBY', KEYS[5], previous, -1)
+  redis.call('HINCRBY', KEYS[5], ARGV[7], 1)
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[7])
+end
 if ARGV[5] ~= '' then
   -- The first write of a finished state ends the match: one fewer running on its module.
   if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then redis.call('HINCRBY', KEYS[5], ARGV[7], -1) end
