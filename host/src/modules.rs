@@ -7,6 +7,7 @@
 use crate::rules::{Rules, RulesError};
 use crate::runtime::RulesModule;
 use crate::store::{Store, StoreError};
+use sha2::Digest;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +54,9 @@ impl Modules {
         for (game, bytes) in loaded {
             let version = sha256_hex(&bytes);
             self.store.put_module(&game, &version, &bytes).await?;
+            if let Some(module) = self.rules.version(&version) {
+                self.share_artifact(&version, &module).await;
+            }
             match active.get(&game) {
                 Some(shared) if *shared != version => self.adopt(&game, shared).await?,
                 Some(_) => {}
@@ -76,11 +80,20 @@ impl Modules {
         {
             return Ok(version);
         }
+        let started = std::time::Instant::now();
         let module = self.validate(&bytes).await?;
+        let validated = started.elapsed();
         self.store.put_module(game, &version, &bytes).await?;
+        self.share_artifact(&version, &module).await;
         self.store.set_active_module(game, &version).await?;
         self.rules.activate(game, module);
-        tracing::info!(game, version, "rules module active");
+        tracing::info!(
+            game,
+            version,
+            validated_ms = validated.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "rules module active"
+        );
         Ok(version)
     }
 
@@ -130,9 +143,39 @@ impl Modules {
             .module(version)
             .await?
             .ok_or_else(|| RulesError::UnknownVersion(version.to_string()))?;
-        let module = self.validate(&bytes).await?;
+        // The instance that installed it validated it (trial match included) and shared its
+        // compiled code: loading that takes microseconds, compiling takes a while.
+        let compat = self.rules.engine().artifact_compatibility();
+        let artifact = self.store.artifact(version, &compat).await?;
+        let engine = self.rules.engine().clone();
+        let sha256: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let loaded = tokio::task::spawn_blocking(move || match artifact {
+            Some(artifact) => engine
+                .load_artifact(sha256, &artifact)
+                .or_else(|_| engine.load(&bytes)),
+            None => engine.load(&bytes),
+        })
+        .await
+        .map_err(|join| RulesError::Trial(join.to_string()))?;
+        let module = loaded.map_err(RulesError::from)?;
         self.rules.add(&game, module.clone());
         Ok((game, module))
+    }
+
+    /// Shares a version's compiled code with the instances of this build; best effort.
+    async fn share_artifact(&self, version: &str, module: &RulesModule) {
+        let compat = self.rules.engine().artifact_compatibility();
+        let module = module.clone();
+        let artifact = tokio::task::spawn_blocking(move || module.artifact()).await;
+        match artifact {
+            Ok(Ok(artifact)) => {
+                if let Err(error) = self.store.put_artifact(version, &compat, &artifact).await {
+                    tracing::warn!(version, %error, "compiled module not shared");
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(version, %error, "compiled module not shared"),
+            Err(join) => tracing::warn!(version, %join, "compiled module not shared"),
+        }
     }
 
     async fn validate(&self, bytes: &[u8]) -> Result<RulesModule, ModuleError> {
@@ -192,13 +235,18 @@ impl Modules {
         use notify::RecursiveMode;
         use notify_debouncer_full::new_debouncer;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        // Deployments should write a module whole and rename it into place (one event); a short
+        // window still folds the events of a file written in several steps into one install.
         let mut debouncer = new_debouncer(
-            Duration::from_millis(50),
+            Duration::from_millis(10),
             None,
             move |result: notify_debouncer_full::DebounceEventResult| {
                 let Ok(events) = result else { return };
                 for event in events {
-                    if matches!(event.kind, notify::EventKind::Remove(_)) {
+                    // Only new content matters: reading the file (as the install does) also
+                    // makes events, and must not install it again.
+                    use notify::EventKind;
+                    if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_)) {
                         continue;
                     }
                     for path in &event.paths {
@@ -211,7 +259,17 @@ impl Modules {
         )?;
         debouncer.watch(folder, RecursiveMode::NonRecursive)?;
         let modules = self.clone();
+        // The files as they are now were loaded at start.
+        let initial: std::collections::HashMap<PathBuf, String> = std::fs::read_dir(folder)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+            .filter_map(|path| std::fs::read(&path).ok().map(|b| (path, sha256_hex(&b))))
+            .collect();
         let task = tokio::spawn(async move {
+            // What each file held when last installed: a file is installed when its content
+            // changes, not whenever it is touched (another version may be active meanwhile,
+            // by upload or rollback, and must stay so).
+            let mut seen = initial;
             while let Some(path) = rx.recv().await {
                 let Some(game) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
                     continue;
@@ -224,6 +282,11 @@ impl Modules {
                         continue;
                     }
                 };
+                let version = sha256_hex(&bytes);
+                if seen.get(&path) == Some(&version) {
+                    continue;
+                }
+                seen.insert(path.clone(), version);
                 match modules.install(&game, bytes).await {
                     Ok(version) => {
                         tracing::info!(game, version, path = %path.display(), "installed from file")
@@ -245,6 +308,5 @@ impl Modules {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -122,6 +122,11 @@ impl Rules {
         Ok(module)
     }
 
+    /// The engine modules are loaded into.
+    pub fn engine(&self) -> &RulesEngine {
+        &self.engine
+    }
+
     /// Knows `module` as a version of `game`, without making it active.
     pub fn add(&self, game: &str, module: RulesModule) {
         let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());

@@ -109,6 +109,42 @@ pub enum CallError {
     Instantiate(String),
 }
 
+/// Cranelift's incremental compilation cache, in memory: compiled functions by the hash of
+/// their input. When it holds more than [`CompiledFunctions::BUDGET`] bytes it starts afresh
+/// (the next compilation refills it with what is in use).
+#[derive(Debug, Default)]
+struct CompiledFunctions {
+    entries: Mutex<CacheEntries>,
+}
+
+#[derive(Debug, Default)]
+struct CacheEntries {
+    by_key: HashMap<Vec<u8>, Vec<u8>>,
+    bytes: usize,
+}
+
+impl CompiledFunctions {
+    const BUDGET: usize = 64 << 20;
+}
+
+impl wasmtime::CacheStore for CompiledFunctions {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.by_key.get(key).cloned().map(std::borrow::Cow::Owned)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.bytes + value.len() > Self::BUDGET {
+            entries.by_key.clear();
+            entries.bytes = 0;
+        }
+        entries.bytes += key.len() + value.len();
+        entries.by_key.insert(key.to_vec(), value);
+        true
+    }
+}
+
 /// One of the module's operation exports. Its discriminant indexes `Operation::ALL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -227,6 +263,12 @@ impl RulesEngine {
             // The same inputs must give the same bytes on every machine.
             .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed);
+        // A new version of a game mostly repeats the old one's functions (serde, std, most
+        // rules): Cranelift's incremental cache compiles only what changed, which is what makes a
+        // hot swap fast. Bounded; see `CompiledFunctions`.
+        config
+            .enable_incremental_compilation(Arc::new(CompiledFunctions::default()))
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
         let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
@@ -290,9 +332,52 @@ impl RulesEngine {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Names what compiled artifacts this engine can run: the same for every instance of the
+    /// same build and settings ([`RulesModule::artifact`], [`RulesEngine::load_artifact`]).
+    pub fn artifact_compatibility(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Loads a module from the compiled artifact another instance of this build made
+    /// ([`RulesModule::artifact`]): microseconds instead of a compilation. `sha256` is the
+    /// version (the SHA-256 of the module's bytes) the artifact was compiled from.
+    ///
+    /// The artifact is native code and is trusted as such: only load artifacts from where this
+    /// fleet keeps its own (its Redis), never from users.
+    pub fn load_artifact(
+        &self,
+        sha256: [u8; 32],
+        artifact: &[u8],
+    ) -> Result<RulesModule, LoadError> {
+        if let Some(inner) = self.compiled().get(&sha256).and_then(Weak::upgrade) {
+            return Ok(RulesModule { inner });
+        }
+        // SAFETY: the artifact was produced by `Module::serialize` in an engine with the same
+        // compatibility hash (the key it is stored under), and the store it comes from is trusted
+        // like the binary itself (see above). wasmtime checks the header and the engine settings.
+        let module = unsafe { Module::deserialize(&self.inner.engine, artifact) }
+            .map_err(|e| LoadError::Invalid(format!("unusable compiled artifact: {e:#}")))?;
+        let module = self.check(module, sha256)?;
+        let mut compiled = self.compiled();
+        compiled.retain(|_, module| module.strong_count() > 0);
+        compiled.insert(sha256, Arc::downgrade(&module.inner));
+        Ok(module)
+    }
+
     fn compile(&self, bytes: &[u8], sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
         let module = Module::new(&self.inner.engine, bytes)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        self.check(module, sha256)
+    }
+
+    /// The load-time checks: imports, ABI version, exports.
+    fn check(&self, module: Module, sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
         check_imports(&module)?;
         let i32_ = || ValType::I32;
         let engine = &self.inner.engine;
@@ -478,6 +563,16 @@ impl RulesModule {
 
     pub fn sha256_hex(&self) -> String {
         hex::encode(self.inner.sha256)
+    }
+
+    /// The compiled code, for other instances of this build to load without compiling
+    /// ([`RulesEngine::load_artifact`]).
+    pub fn artifact(&self) -> Result<Vec<u8>, LoadError> {
+        self.inner
+            .pre
+            .module()
+            .serialize()
+            .map_err(|e| LoadError::Invalid(format!("cannot serialise the compiled module: {e:#}")))
     }
 
     /// Whether the module exports [`abi::EXPORT_MIGRATE`]: it may carry running matches over

@@ -241,6 +241,22 @@ async fn a_module_written_to_the_folder_runs_everywhere_even_where_the_file_neve
     let v3_bytes = variant(&v1_bytes, "file-3");
     install_file(&watched, "wizard-battle.wasm", &v3_bytes);
     everywhere_active(&both, &version_of(&v3_bytes)).await;
+
+    // An upload or a rollback wins over a file that did not change since: the watcher does not
+    // put the file's version back when it is merely read or touched.
+    let v4_bytes = variant(&v1_bytes, "upload-4");
+    let v4 = version_of(&v4_bytes);
+    assert_eq!(upload(&b, v4_bytes, None).await.0, 200);
+    everywhere_active(&both, &v4).await;
+    let _ = std::fs::read(watched.join("wizard-battle.wasm")).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(watched.join("wizard-battle.wasm"))
+        .unwrap();
+    settle().await;
+    settle().await;
+    assert_eq!(active_version(&a).await, v4.as_str());
+    assert_eq!(active_version(&b).await, v4.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

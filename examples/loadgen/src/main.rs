@@ -23,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload};
 use serde_json::{Value, json};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,27 @@ enum Mode {
         pairs: usize,
         #[arg(long, default_value_t = 20)]
         secs: u64,
+    },
+    /// Swaps the rules module again and again (uploads to each instance in turn, or writes into
+    /// a watched folder) and measures how long until every instance serves the new version.
+    Swap {
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        /// The module to swap in; each swap makes it a new version by appending a custom section.
+        #[arg(long)]
+        module: std::path::PathBuf,
+        #[arg(long, default_value = "wizard-battle")]
+        game: String,
+        #[arg(long, default_value_t = 20)]
+        times: usize,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Write the module into this (watched) folder instead of uploading it.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// `ADMIN_TOKEN` of the instances, if they have one.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Sockets that connect and do nothing; reports the servers' memory per socket.
     Idle {
@@ -217,6 +239,24 @@ async fn main() -> Result<()> {
         }
         Mode::Pingpong { urls, pairs, secs } => {
             pingpong(urls, pairs, Duration::from_secs(secs)).await
+        }
+        Mode::Swap {
+            urls,
+            module,
+            game,
+            times,
+            interval_ms,
+            dir,
+            token,
+        } => {
+            let interval = Duration::from_millis(interval_ms);
+            let swaps = Swaps {
+                urls,
+                game,
+                dir,
+                token,
+            };
+            swap(swaps, &module, times, interval).await
         }
         Mode::Idle {
             urls,
@@ -524,6 +564,128 @@ async fn wait_for(inbox: &mut Inbox, wanted: &str) -> Result<Value> {
         .ok()
         .flatten()
         .with_context(|| format!("no {wanted} within 30 s"))
+}
+
+struct Swaps {
+    urls: Vec<String>,
+    game: String,
+    dir: Option<std::path::PathBuf>,
+    token: Option<String>,
+}
+
+/// The module with a custom section appended: the same rules, another version.
+fn tagged(bytes: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                return;
+            }
+        }
+    }
+    let name = b"loadgen-swap";
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name);
+    content.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(content.len(), &mut out);
+    out.extend(content);
+    out
+}
+
+async fn swap(
+    swaps: Swaps,
+    module: &std::path::Path,
+    times: usize,
+    interval: Duration,
+) -> Result<()> {
+    if swaps.urls.is_empty() {
+        bail!("give at least one --urls");
+    }
+    let base =
+        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let http = reqwest::Client::new();
+    let mut latencies = Histogram::<u64>::new(3)?;
+    let run = format!("{}", std::process::id());
+    for n in 0..times {
+        let bytes = tagged(&base, &format!("{run}-{n}"));
+        let landed = Instant::now();
+        // The version is whatever the host answers (upload) or the one every instance reports.
+        let version = match &swaps.dir {
+            Some(dir) => {
+                let temp = dir.join(format!(".{}.wasm.part", swaps.game));
+                std::fs::write(&temp, &bytes)?;
+                std::fs::rename(&temp, dir.join(format!("{}.wasm", swaps.game)))?;
+                None
+            }
+            None => {
+                let url = format!("{}/rules/{}", swaps.urls[n % swaps.urls.len()], swaps.game);
+                let mut request = http.post(url).body(bytes.clone());
+                if let Some(token) = &swaps.token {
+                    request = request.bearer_auth(token);
+                }
+                let answer: Value = request.send().await?.error_for_status()?.json().await?;
+                Some(answer["version"].as_str().unwrap_or_default().to_string())
+            }
+        };
+        let landed = if version.is_some() {
+            Instant::now()
+        } else {
+            landed
+        };
+        let wanted = match version {
+            Some(version) => version,
+            None => sha256_hex(&bytes),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut pending: Vec<&String> = swaps.urls.iter().collect();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for url in pending {
+                let rules: Value = http
+                    .get(format!("{url}/rules"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if rules["games"][&swaps.game]["active"] != wanted.as_str() {
+                    still.push(url);
+                }
+            }
+            pending = still;
+            if Instant::now() > deadline {
+                bail!("swap {n}: not active everywhere within 10 s");
+            }
+        }
+        let took = landed.elapsed();
+        latencies.record(took.as_micros().max(1) as u64)?;
+        println!(
+            "swap {n}: active on {} instances after {:.1} ms",
+            swaps.urls.len(),
+            took.as_secs_f64() * 1000.0
+        );
+        tokio::time::sleep(interval).await;
+    }
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    println!(
+        "{times} swaps; landing to active everywhere: p50 {:.1} ms, max {:.1} ms",
+        ms(latencies.value_at_quantile(0.5)),
+        ms(latencies.max())
+    );
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 async fn idle(urls: Vec<String>, sockets: usize, pids: Vec<u32>, settle: Duration) -> Result<()> {

@@ -22,6 +22,7 @@
 //! | `instance:<id>:sockets` | set, TTL | the instance's socket ids, for reaping |
 //! | `module:<version>` | string | a rules module's bytes (version = SHA-256 hex) |
 //! | `module_games` | hash | version -> game |
+//! | `module_artifact:<version>:<build>` | string | the version compiled by this build of the host (native code: Redis is trusted like the binary) |
 //! | `active_modules` | hash | game -> active version |
 //! | `module_matches` | hash | version -> running matches |
 //! | `game_modules` | hash | room id -> the version its match runs |
@@ -753,6 +754,23 @@ impl RedisStore {
             (Some(game), Some(bytes)) => Some((game, bytes)),
             _ => None,
         })
+    }
+
+    pub async fn put_artifact(
+        &self,
+        version: &str,
+        compat: &str,
+        artifact: &[u8],
+    ) -> StoreResult<()> {
+        let key = format!("{}module_artifact:{version}:{compat}", self.keys.prefix);
+        let result: Result<(), _> = self.conn().set(key, artifact).await;
+        self.ok(result)
+    }
+
+    pub async fn artifact(&self, version: &str, compat: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = format!("{}module_artifact:{version}:{compat}", self.keys.prefix);
+        let result = self.conn().get(key).await;
+        self.ok(result)
     }
 
     pub async fn set_active_module(&self, game: &str, version: &str) -> StoreResult<()> {

@@ -276,6 +276,19 @@ impl MemoryStore {
         Ok(None)
     }
 
+    pub async fn put_artifact(
+        &self,
+        _version: &str,
+        _compat: &str,
+        _artifact: &[u8],
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub async fn artifact(&self, _version: &str, _compat: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
     pub async fn set_active_module(&self, _game: &str, _version: &str) -> StoreResult<()> {
         Ok(())
     }

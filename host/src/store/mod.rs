@@ -161,6 +161,9 @@ delegate! {
     fn put_module(&self, game: &str, version: &str, bytes: &[u8]) -> ();
     /// A shared module: `(game, bytes)`.
     fn module(&self, version: &str) -> Option<(String, Vec<u8>)>;
+    /// Shares the compiled code of a version, for instances of the same build (`compat`).
+    fn put_artifact(&self, version: &str, compat: &str, artifact: &[u8]) -> ();
+    fn artifact(&self, version: &str, compat: &str) -> Option<Vec<u8>>;
     /// Makes `version` the active one of `game` for every instance, and announces it.
     fn set_active_module(&self, game: &str, version: &str) -> ();
     /// Each game's active version, as shared.
