@@ -285,6 +285,12 @@ impl Matches {
         if let Some(players) = cached {
             return Ok(players);
         }
+        let game = self.load(room).await?;
+        Ok(game.players.iter().map(|p| p.id.clone()).collect())
+    }
+
+    /// A room's stored game (its players remembered on the way).
+    async fn load(&self, room: &str) -> Result<GameState, MatchError> {
         let game = self
             .inner
             .store
@@ -292,7 +298,7 @@ impl Matches {
             .await?
             .ok_or(MatchError::NoSuchRoom)?;
         self.remember_members(&game);
-        Ok(game.players.iter().map(|p| p.id.clone()).collect())
+        Ok(game)
     }
 
     /// Starts a match between two paired players, each given with its socket and the instance
@@ -407,13 +413,7 @@ impl Matches {
         if let Some(mailbox) = self.actors().get(room).filter(|m| !m.is_closed()) {
             return Ok(mailbox.clone());
         }
-        let game = self
-            .inner
-            .store
-            .game(room)
-            .await?
-            .ok_or(MatchError::NoSuchRoom)?;
-        self.remember_members(&game);
+        let game = self.load(room).await?;
         if game.status == Status::Finished {
             return Err(MatchError::Finished);
         }
@@ -487,12 +487,7 @@ impl Matches {
         room: &str,
         player: &str,
     ) -> Result<(GameState, Box<RawValue>), MatchError> {
-        let game = self
-            .inner
-            .store
-            .game(room)
-            .await?
-            .ok_or(MatchError::NoSuchRoom)?;
+        let game = self.load(room).await?;
         if !game.has_player(player) {
             return Err(MatchError::NotInRoom);
         }

@@ -130,7 +130,11 @@ impl CompiledFunctions {
 impl wasmtime::CacheStore for CompiledFunctions {
     fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.by_key.get(key).cloned().map(std::borrow::Cow::Owned)
+        entries
+            .by_key
+            .get(key)
+            .cloned()
+            .map(std::borrow::Cow::Owned)
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {

@@ -14,30 +14,32 @@ const GAME: &str = "wizard-battle";
 
 /// The same rules with a custom section appended: behaves the same, but is another version.
 fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            out.push(if n == 0 { byte } else { byte | 0x80 });
-            if n == 0 {
-                return;
-            }
-        }
-    }
-    let name = b"gamehost-test-version";
-    let mut content = Vec::new();
-    leb(name.len(), &mut content);
-    content.extend_from_slice(name);
-    content.extend_from_slice(tag.as_bytes());
+    use wasm_encoder::Section;
     let mut out = bytes.to_vec();
-    out.push(0);
-    leb(content.len(), &mut out);
-    out.extend(content);
+    let section = wasm_encoder::CustomSection {
+        name: "gamehost-test-version".into(),
+        data: tag.as_bytes().into(),
+    };
+    section.append_to(&mut out);
     out
 }
 
 fn version_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Three instances on one Redis, each with a rules folder of its own holding `rules`.
+async fn three_instances(
+    redis: &PrivateRedis,
+    prefix: &str,
+    rules: &[u8],
+) -> Vec<host::server::RunningServer> {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let dir = rules_dir(&[("wizard-battle.wasm", rules)]);
+        servers.push(cluster_server(redis, prefix, |c| c.rules_dir = dir).await);
+    }
+    servers
 }
 
 /// A rules folder of the test's own, holding `files` (name, bytes).
@@ -158,11 +160,7 @@ async fn an_upload_reaches_every_instance_pins_running_matches_and_rolls_back() 
     let prefix = unique_prefix();
     let v1_bytes = module_bytes("rules", GAME);
     let v1 = version_of(&v1_bytes);
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        let dir = rules_dir(&[("wizard-battle.wasm", &v1_bytes)]);
-        servers.push(cluster_server(&redis, &prefix, |c| c.rules_dir = dir).await);
-    }
+    let servers = three_instances(&redis, &prefix, &v1_bytes).await;
     let all: Vec<&dyn Endpointish> = servers.iter().map(|s| s as &dyn Endpointish).collect();
     everywhere_active(&all, &v1).await;
 
@@ -344,11 +342,7 @@ async fn a_swap_pins_matches_unless_the_new_version_migrates_them_at_a_round_bou
     let prefix = unique_prefix();
     let v1_bytes = module_bytes("rules", GAME);
     let v1 = version_of(&v1_bytes);
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        let dir = rules_dir(&[("wizard-battle.wasm", &v1_bytes)]);
-        servers.push(cluster_server(&redis, &prefix, |c| c.rules_dir = dir).await);
-    }
+    let servers = three_instances(&redis, &prefix, &v1_bytes).await;
     let all: Vec<&dyn Endpointish> = servers.iter().map(|s| s as &dyn Endpointish).collect();
 
     // Two matches on v1: one on instance 0, one across instances 1 and 2.

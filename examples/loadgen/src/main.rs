@@ -575,25 +575,13 @@ struct Swaps {
 
 /// The module with a custom section appended: the same rules, another version.
 fn tagged(bytes: &[u8], tag: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            out.push(if n == 0 { byte } else { byte | 0x80 });
-            if n == 0 {
-                return;
-            }
-        }
-    }
-    let name = b"loadgen-swap";
-    let mut content = Vec::new();
-    leb(name.len(), &mut content);
-    content.extend_from_slice(name);
-    content.extend_from_slice(tag.as_bytes());
+    use wasm_encoder::Section;
     let mut out = bytes.to_vec();
-    out.push(0);
-    leb(content.len(), &mut out);
-    out.extend(content);
+    let section = wasm_encoder::CustomSection {
+        name: "loadgen-swap".into(),
+        data: tag.as_bytes().into(),
+    };
+    section.append_to(&mut out);
     out
 }
 
