@@ -106,6 +106,9 @@ struct Stats {
     /// Round trips in microseconds.
     rtt: Mutex<Histogram<u64>>,
     completed: AtomicU64,
+    /// When the last match ended, in ms after `started`: the rate is over the time matches ran,
+    /// not over the tail where the last bots wait for opponents that stopped queueing.
+    last_completed_ms: AtomicU64,
     round_trips: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     /// Connection attempts that failed and were tried again (not errors unless all failed).
@@ -118,6 +121,7 @@ impl Stats {
             started: Instant::now(),
             rtt: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
             completed: AtomicU64::new(0),
+            last_completed_ms: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             errors: Mutex::default(),
             retried_connects: AtomicU64::new(0),
@@ -270,7 +274,7 @@ async fn main() -> Result<()> {
 fn report(stats: &Stats, done: &str, per: u64, took: Duration) {
     let (p50, p99, max) = stats.latency();
     let secs = took.as_secs_f64();
-    println!("ran for {secs:.1} s");
+    println!("rates over {secs:.1} s");
     println!("{done}: {per} ({:.1}/s)", per as f64 / secs);
     let round_trips = stats.round_trips.load(Ordering::Relaxed);
     println!(
@@ -400,6 +404,8 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
             "serverError" => stats.error(format!("serverError: {}", data["code"])),
             "gameOver" => {
                 stats.completed.fetch_add(1, Ordering::Relaxed);
+                let at = stats.started.elapsed().as_millis() as u64;
+                stats.last_completed_ms.fetch_max(at, Ordering::Relaxed);
                 in_match = false;
                 if Instant::now() >= deadline {
                     break;
