@@ -3,7 +3,7 @@
 //! key prefix.
 
 use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_prefix};
-use crate::support::{Player, http, server, settle};
+use crate::support::{Player, act, http, position, server, settle, strike_each_other};
 use redis::Commands;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -54,27 +54,6 @@ async fn pair_across(a: &Player, b: &Player, level: i64) -> String {
         assert_eq!(player.next("matchFound").await["roomId"], room.as_str());
     }
     room
-}
-
-async fn act(player: &Player, room: &str, action: Value) -> Value {
-    player
-        .request("submitAction", json!({ "roomId": room, "action": action }))
-        .await
-}
-
-/// Both cast lightning where the other stands: the match ends in a draw.
-async fn strike_each_other(a: &Player, b: &Player, room: &str) {
-    for (caster, target) in [(a, b), (b, a)] {
-        let spell = json!({ "spell": "lightning", "target": position(target) });
-        let ack = act(caster, room, spell).await;
-        assert_eq!(ack["success"], true, "{ack}");
-    }
-}
-
-/// Where a player stands, from the last view it got.
-fn position(player: &Player) -> Value {
-    let views = player.received("view");
-    views.last().expect("a view arrived")["view"]["you"]["position"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

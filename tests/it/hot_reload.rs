@@ -3,7 +3,8 @@
 
 use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
 use crate::support::{
-    Endpoint, Player, http, matched_pair, module_bytes, server, settle, wat_bytes,
+    Endpoint, Player, act, http, matched_pair, module_bytes, position, server, settle,
+    strike_each_other, wat_bytes,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -141,16 +142,7 @@ async fn module_of(player: &Player, room: &str) -> String {
 
 /// Both players strike where the other stands: the match ends, a draw.
 async fn finish(a: &Player, b: &Player, room: &str) {
-    for (caster, target) in [(a, b), (b, a)] {
-        let at = target.received("view").last().unwrap()["view"]["you"]["position"].clone();
-        let ack = caster
-            .request(
-                "submitAction",
-                json!({ "roomId": room, "action": { "spell": "lightning", "target": at } }),
-            )
-            .await;
-        assert_eq!(ack["success"], true, "{ack}");
-    }
+    strike_each_other(a, b, room).await;
     a.next("gameOver").await;
 }
 
@@ -311,13 +303,8 @@ fn without_migrations(bytes: &[u8]) -> Vec<u8> {
 async fn play_a_round(a: &Player, b: &Player, room: &str) {
     let turn = a.received("view").last().unwrap()["turn"].as_u64().unwrap();
     for player in [a, b] {
-        let here = player.received("view").last().unwrap()["view"]["you"]["position"].clone();
-        let ack = player
-            .request(
-                "submitAction",
-                json!({ "roomId": room, "action": { "spell": "teleport", "target": here } }),
-            )
-            .await;
+        let stay = json!({ "spell": "teleport", "target": position(player) });
+        let ack = act(player, room, stay).await;
         assert_eq!(ack["success"], true, "{ack}");
     }
     for player in [a, b] {

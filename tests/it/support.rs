@@ -347,6 +347,28 @@ pub async fn matched_pair(server: &impl Endpoint, level: i64) -> (Player, Player
     (a, b, room)
 }
 
+/// Submits an action in `room`; returns the acknowledgement.
+pub async fn act(player: &Player, room: &str, action: Value) -> Value {
+    player
+        .request("submitAction", json!({ "roomId": room, "action": action }))
+        .await
+}
+
+/// Both cast lightning where the other stands: the match ends in a draw.
+pub async fn strike_each_other(a: &Player, b: &Player, room: &str) {
+    for (caster, target) in [(a, b), (b, a)] {
+        let spell = json!({ "spell": "lightning", "target": position(target) });
+        let ack = act(caster, room, spell).await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+}
+
+/// Where a player stands, from the last view it got.
+pub fn position(player: &Player) -> Value {
+    let views = player.received("view");
+    views.last().expect("a view arrived")["view"]["you"]["position"].clone()
+}
+
 /// Lets in-flight events land before counting them.
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,8 +1,51 @@
-//! What the example bot and the load generator share: how a wizard chooses its spell.
+//! What the example bot and the load generator share: a connection that hands over what it
+//! receives, and how a wizard chooses its spell.
 
+use anyhow::Context;
+use futures_util::FutureExt;
 use rand::Rng;
 use rand::seq::IndexedRandom;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// What a client receives, as `(event, first argument)`; a closed connection arrives as
+/// `"__closed"`.
+pub type Inbox = mpsc::UnboundedReceiver<(String, Value)>;
+/// Where a client's events go; also for a bot to post itself reminders.
+pub type Outbox = mpsc::UnboundedSender<(String, Value)>;
+
+/// Connects a Socket.IO client (no automatic reconnection) whose events arrive in an [`Inbox`].
+pub async fn connect(url: &str) -> anyhow::Result<(Client, Inbox, Outbox)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let events = tx.clone();
+    let closed = tx.clone();
+    let client = ClientBuilder::new(url)
+        .reconnect(false)
+        .on_any(move |event, payload, _| {
+            let tx = events.clone();
+            async move {
+                if let (Event::Custom(event), Payload::Text(mut values)) = (event, payload) {
+                    let data = if values.is_empty() {
+                        Value::Null
+                    } else {
+                        values.swap_remove(0)
+                    };
+                    let _ = tx.send((event, data));
+                }
+            }
+            .boxed()
+        })
+        .on(Event::Close, move |_, _| {
+            let _ = closed.send(("__closed".into(), Value::Null));
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    Ok((client, rx, tx))
+}
 
 /// Refusals that only mean "that spell, there, not now": another random choice may do.
 pub fn worth_another_try(code: &Value) -> bool {

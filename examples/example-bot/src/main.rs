@@ -11,12 +11,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
+use rust_socketio::asynchronous::Client;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
 #[command(about = "A wizard-battle bot for gamehost")]
@@ -58,26 +55,7 @@ async fn main() -> Result<()> {
 
 /// Plays one game to its end; returns a line saying how it went.
 async fn play(name: String, url: String, level: i64) -> Result<String> {
-    let (tx, mut events) = mpsc::unbounded_channel::<(String, Value)>();
-    let client = ClientBuilder::new(url.as_str())
-        .reconnect(false)
-        .on_any(move |event, payload, _| {
-            let tx = tx.clone();
-            async move {
-                if let (Event::Custom(event), Payload::Text(mut values)) = (event, payload) {
-                    let data = if values.is_empty() {
-                        Value::Null
-                    } else {
-                        values.swap_remove(0)
-                    };
-                    let _ = tx.send((event, data));
-                }
-            }
-            .boxed()
-        })
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
+    let (client, mut events, _) = example_bot::connect(&url).await?;
 
     let mut me = String::new();
     let mut room = String::new();
@@ -147,6 +125,7 @@ async fn play(name: String, url: String, level: i64) -> Result<String> {
                     w => format!("{name}: {} won", w.join(", ")),
                 });
             }
+            "__closed" => break,
             _ => {}
         }
     }

@@ -20,8 +20,8 @@ use clap::{Parser, Subcommand};
 use futures_util::FutureExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
+use rust_socketio::Payload;
+use rust_socketio::asynchronous::Client;
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -183,39 +183,7 @@ fn progress(stats: Arc<Stats>, what: &'static str, total: Duration) -> impl Drop
     Guard(bar, task)
 }
 
-type Inbox = mpsc::UnboundedReceiver<(String, Value)>;
-
-/// A connected client and what it receives, as `(event, first argument)`; a closed connection
-/// arrives as `"__closed"`.
-async fn connect(url: &str) -> Result<(Client, Inbox, mpsc::UnboundedSender<(String, Value)>)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let events = tx.clone();
-    let closed = tx.clone();
-    let client = ClientBuilder::new(url)
-        .reconnect(false)
-        .on_any(move |event, payload, _| {
-            let tx = events.clone();
-            async move {
-                if let (Event::Custom(event), Payload::Text(mut values)) = (event, payload) {
-                    let data = if values.is_empty() {
-                        Value::Null
-                    } else {
-                        values.swap_remove(0)
-                    };
-                    let _ = tx.send((event, data));
-                }
-            }
-            .boxed()
-        })
-        .on(Event::Close, move |_, _| {
-            let _ = closed.send(("__closed".into(), Value::Null));
-            async {}.boxed()
-        })
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
-    Ok((client, rx, tx))
-}
+use example_bot::{Inbox, connect};
 
 /// The first argument of an acknowledgement (`rust_socketio` hands over the argument array).
 fn ack_value(payload: Payload) -> Value {
