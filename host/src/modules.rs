@@ -5,13 +5,22 @@
 //! keeps the version it started with (`GameState.module`); new matches get the active one.
 
 use crate::rules::{Rules, RulesError};
-use crate::runtime::RulesModule;
+use crate::runtime::{RulesModule, Tier};
 use crate::store::{Store, StoreError};
 use sha2::Digest;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long an instance running a version's baseline code waits for the installer's optimised
+/// code before it compiles its own.
+const OPTIMIZED_WAIT: Duration = Duration::from_secs(10);
+/// How often it looks for that code meanwhile.
+const OPTIMIZED_POLL: Duration = Duration::from_millis(20);
+/// How long baseline code stays shared: only instances that adopt a version in the seconds
+/// before its optimised code is shared need it.
+const BASELINE_LIFETIME: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
@@ -30,6 +39,9 @@ pub struct VersionInfo {
     pub matches: usize,
     /// Whether this instance has it loaded now.
     pub loaded: bool,
+    /// Which code this instance runs it on, if loaded: `baseline` for the moments after an
+    /// install, `optimized` after.
+    pub code: Option<Tier>,
 }
 
 #[derive(Clone)]
@@ -71,6 +83,10 @@ impl Modules {
 
     /// Validates `bytes` and makes them the active version of `game` on every instance.
     /// Installing the active version again changes nothing. Returns the version.
+    ///
+    /// The version goes live on baseline code, which compiles several times faster than
+    /// optimised code; this instance then compiles the optimised code in the background and
+    /// shares it, and every instance moves its running matches to it.
     pub async fn install(&self, game: &str, bytes: Vec<u8>) -> Result<String, ModuleError> {
         let version = sha256_hex(&bytes);
         if self
@@ -86,14 +102,16 @@ impl Modules {
         self.store.put_module(game, &version, &bytes).await?;
         self.share_artifact(&version, &module).await;
         self.store.set_active_module(game, &version).await?;
-        self.rules.activate(game, module);
+        self.rules.activate(game, module.clone());
         tracing::info!(
             game,
             version,
             validated_ms = validated.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
+            tier = ?module.tier(),
             "rules module active"
         );
+        self.optimize_later(version.clone(), module, bytes, Compile::Now);
         Ok(version)
     }
 
@@ -144,32 +162,123 @@ impl Modules {
             .await?
             .ok_or_else(|| RulesError::UnknownVersion(version.to_string()))?;
         // The instance that installed it validated it (trial match included) and shared its
-        // compiled code: loading that takes microseconds, compiling takes a while.
-        let compat = self.rules.engine().artifact_compatibility();
-        let artifact = self.store.artifact(version, &compat).await?;
+        // compiled code: loading that takes microseconds, compiling takes a while. Right after
+        // an install, only its baseline code may be there yet.
+        let mut artifact = None;
+        for tier in [Tier::Optimized, Tier::Baseline] {
+            let compat = self.rules.engine().artifact_compatibility(tier);
+            if let Some(found) = self.store.artifact(version, &compat).await? {
+                artifact = Some((tier, found));
+                break;
+            }
+        }
         let engine = self.rules.engine().clone();
         let sha256: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let shared = Arc::new(bytes);
+        let source = shared.clone();
         let loaded = tokio::task::spawn_blocking(move || match artifact {
-            Some(artifact) => engine
-                .load_artifact(sha256, &artifact)
-                .or_else(|_| engine.load(&bytes)),
-            None => engine.load(&bytes),
+            Some((tier, artifact)) => engine
+                .load_artifact(sha256, tier, &artifact)
+                .or_else(|_| engine.load(&source)),
+            None => engine.load(&source),
         })
         .await
         .map_err(|join| RulesError::Trial(join.to_string()))?;
         let module = loaded.map_err(RulesError::from)?;
         self.rules.add(&game, module.clone());
+        if module.tier() == Tier::Baseline {
+            let bytes = Arc::unwrap_or_clone(shared);
+            self.optimize_later(
+                version.to_string(),
+                module.clone(),
+                bytes,
+                Compile::IfNotShared,
+            );
+        }
         Ok((game, module))
+    }
+
+    /// Moves a module from baseline to optimised code in the background: compiled here, or,
+    /// with [`Compile::IfNotShared`], loaded from the installer's shared code if that comes
+    /// within [`OPTIMIZED_WAIT`].
+    fn optimize_later(
+        &self,
+        version: String,
+        module: RulesModule,
+        bytes: Vec<u8>,
+        compile: Compile,
+    ) {
+        if module.tier() == Tier::Optimized {
+            return;
+        }
+        let modules = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            if compile == Compile::IfNotShared && modules.adopt_shared_code(&version, &module).await
+            {
+                tracing::info!(
+                    version,
+                    ms = started.elapsed().as_millis() as u64,
+                    "rules module optimised (from the fleet)"
+                );
+                return;
+            }
+            let optimizing = module.clone();
+            match tokio::task::spawn_blocking(move || optimizing.optimize(&bytes)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(
+                        version,
+                        ms = started.elapsed().as_millis() as u64,
+                        "rules module optimised"
+                    );
+                    modules.share_artifact(&version, &module).await;
+                }
+                // The baseline code goes on serving: slower, still correct.
+                Ok(Err(error)) => tracing::warn!(version, %error, "rules module not optimised"),
+                Err(join) => tracing::warn!(version, %join, "rules module not optimised"),
+            }
+        });
+    }
+
+    /// Waits for the optimised code of `version` to be shared, and moves `module` to it. False
+    /// if none came in time or it was unusable.
+    async fn adopt_shared_code(&self, version: &str, module: &RulesModule) -> bool {
+        let compat = self.rules.engine().artifact_compatibility(Tier::Optimized);
+        let deadline = tokio::time::Instant::now() + OPTIMIZED_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.store.artifact(version, &compat).await {
+                Ok(Some(artifact)) => {
+                    let module = module.clone();
+                    let adopted =
+                        tokio::task::spawn_blocking(move || module.adopt_artifact(&artifact)).await;
+                    return match adopted {
+                        Ok(Ok(())) => true,
+                        Ok(Err(error)) => {
+                            tracing::warn!(version, %error, "shared optimised code unusable");
+                            false
+                        }
+                        Err(_) => false,
+                    };
+                }
+                Ok(None) | Err(_) => tokio::time::sleep(OPTIMIZED_POLL).await,
+            }
+        }
+        false
     }
 
     /// Shares a version's compiled code with the instances of this build; best effort.
     async fn share_artifact(&self, version: &str, module: &RulesModule) {
-        let compat = self.rules.engine().artifact_compatibility();
         let module = module.clone();
         let artifact = tokio::task::spawn_blocking(move || module.artifact()).await;
         match artifact {
-            Ok(Ok(artifact)) => {
-                if let Err(error) = self.store.put_artifact(version, &compat, &artifact).await {
+            Ok(Ok((tier, artifact))) => {
+                let compat = self.rules.engine().artifact_compatibility(tier);
+                let lifetime = (tier == Tier::Baseline).then_some(BASELINE_LIFETIME);
+                let shared = self
+                    .store
+                    .put_artifact(version, &compat, &artifact, lifetime)
+                    .await;
+                if let Err(error) = shared {
                     tracing::warn!(version, %error, "compiled module not shared");
                 }
             }
@@ -202,12 +311,13 @@ impl Modules {
                 .rules
                 .active(&game)
                 .is_some_and(|m| m.sha256_hex() == version);
-            let loaded = local.iter().any(|(_, v, _)| *v == version);
+            let code = self.rules.version(&version).map(|m| m.tier());
             games.entry(game).or_default().push(VersionInfo {
                 matches: running.get(&version).copied().unwrap_or(0),
                 version,
                 active,
-                loaded,
+                loaded: code.is_some(),
+                code,
             });
         }
         Ok(games)
@@ -305,6 +415,15 @@ impl Modules {
         }
         Ok(Watcher(debouncer, task))
     }
+}
+
+/// Whether an instance with a version's baseline code compiles the optimised code itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compile {
+    /// It installed the version: nobody else will.
+    Now,
+    /// Another instance installed it and shares its optimised code soon.
+    IfNotShared,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

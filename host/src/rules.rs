@@ -97,9 +97,10 @@ impl Rules {
 
     /// Loads a module and plays a short trial match with it (set up, each player's view, a round
     /// timed out), so that a module that traps or answers garbage is refused before any player
-    /// meets it. Compiling takes milliseconds: call from a blocking task.
+    /// meets it. The module gets quickly compiled code ([`RulesEngine::load_quickly`]); move it
+    /// to optimised code afterwards. Compiling takes milliseconds: call from a blocking task.
     pub fn validate(&self, bytes: &[u8]) -> Result<RulesModule, RulesError> {
-        let module = self.engine.load(bytes)?;
+        let module = self.engine.load_quickly(bytes)?;
         let trial = |what: &str, error: crate::runtime::CallError| {
             RulesError::Trial(format!("{what}: {error}"))
         };

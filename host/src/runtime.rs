@@ -1,9 +1,13 @@
 //! The rules runtime: loads rules modules and calls them. **The only code that touches wasmtime.**
 //!
-//! * [`RulesEngine`] is one per process: the wasmtime engine (pooling allocator, epoch
-//!   interruption, NaN canonicalisation for determinism), the epoch ticker thread that enforces
+//! * [`RulesEngine`] is one per process: two wasmtime engines, one per [`Tier`] (epoch
+//!   interruption and NaN canonicalisation for determinism in both; the optimising one has the
+//!   pooling allocator and Cranelift's incremental cache), the epoch ticker thread that enforces
 //!   each call's time budget, and the cache of compiled modules keyed by their SHA-256.
 //! * [`RulesModule`] is one validated, compiled, pre-instantiated module. It is cheap to clone.
+//!   Its code can move from the baseline tier to the optimised one while it serves calls
+//!   ([`RulesModule::optimize`]): a swap goes live on code that compiles fast, and the match
+//!   never notices when the faster code takes over.
 //! * Calls are pure functions of their input: the caller keeps the match state it passed in
 //!   until a call succeeds, so a failed call leaves the stored state exactly as it was.
 //! * Instances come from the pooling allocator (a few microseconds each). An instance whose call
@@ -21,11 +25,12 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use wasmtime::{
     Caller, Config, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre, Linker,
-    Module, OptLevel, PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc, ValType,
+    Module, OptLevel, PoolingAllocationConfig, ResourceLimiter, Store, Strategy, Trap, TypedFunc,
+    ValType,
 };
 
 /// How often the epoch advances. A call's budget is rounded up to whole ticks.
@@ -186,15 +191,42 @@ impl Operation {
 /// stores and forwards them without knowing the game.
 pub type Transition = abi::Transition<Box<RawValue>, Box<RawValue>, Box<RawValue>>;
 
+/// Which compiler made a module's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Winch, wasmtime's single-pass compiler: compiles a module several times faster than
+    /// Cranelift and runs it a few times slower. What a newly installed module starts on, so
+    /// that it goes live across the fleet in milliseconds.
+    Baseline,
+    /// Cranelift, optimising: what every module ends up running.
+    Optimized,
+}
+
+impl Tier {
+    fn name(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
 /// The process's wasm engine. Clone it freely; clones share everything.
 #[derive(Clone)]
 pub struct RulesEngine {
     inner: Arc<EngineInner>,
 }
 
-struct EngineInner {
+/// One wasmtime engine and the host functions linked into its modules.
+struct Compiler {
     engine: Engine,
     linker: Linker<CallState>,
+}
+
+struct EngineInner {
+    optimized: Compiler,
+    baseline: Compiler,
     limits: Limits,
     deadline_ticks: u64,
     /// Modules compiled from each SHA-256, while anyone still holds them. Weak, so that a module
@@ -263,34 +295,26 @@ impl RulesEngine {
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true)
-            // The same inputs must give the same bytes on every machine.
-            .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed);
         // A new version of a game mostly repeats the old one's functions (serde, std, most
-        // rules): Cranelift's incremental cache compiles only what changed, which is what makes a
-        // hot swap fast. Bounded; see `CompiledFunctions`.
+        // rules): Cranelift's incremental cache compiles only what changed. Bounded; see
+        // `CompiledFunctions`.
         config
             .enable_incremental_compilation(Arc::new(CompiledFunctions::default()))
             .map_err(|e| LoadError::Invalid(e.to_string()))?;
-        let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let optimized = Compiler::new(config)?;
 
-        let mut linker = Linker::new(&engine);
-        linker
-            .func_wrap(
-                abi::IMPORT_MODULE,
-                abi::IMPORT_PANIC,
-                |mut caller: Caller<'_, CallState>, ptr: u32, len: u32| {
-                    let message = read_guest_memory(&mut caller, ptr, len.min(4096))
-                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                        .unwrap_or_else(|| "(the panic message was out of bounds)".into());
-                    caller.data_mut().panic_message = Some(message);
-                },
-            )
-            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        // Baseline code runs only until the optimised code is ready (well under a second), so
+        // its instances are allocated on demand rather than reserving a second pool.
+        let mut config = Config::new();
+        config.strategy(Strategy::Winch);
+        let baseline = Compiler::new(config)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        spawn_epoch_ticker(
+            vec![optimized.engine.clone(), baseline.engine.clone()],
+            ticker_stop.clone(),
+        );
         let limits_concurrent = limits.concurrent_calls as usize;
         let deadline_ticks = limits
             .call_budget
@@ -299,8 +323,8 @@ impl RulesEngine {
             .max(1) as u64;
         Ok(RulesEngine {
             inner: Arc::new(EngineInner {
-                engine,
-                linker,
+                optimized,
+                baseline,
                 limits,
                 deadline_ticks,
                 compiled: Mutex::new(HashMap::new()),
@@ -315,17 +339,55 @@ impl RulesEngine {
         &self.inner.limits
     }
 
-    /// Validates and compiles a module, or returns the one already compiled from the same bytes.
+    /// Validates and compiles a module with the optimising compiler, or returns the one already
+    /// compiled from the same bytes (moving it to optimised code first if it has only baseline
+    /// code).
     pub fn load(&self, bytes: &[u8]) -> Result<RulesModule, LoadError> {
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(inner) = self.compiled().get(&sha256).and_then(Weak::upgrade) {
-            return Ok(RulesModule { inner });
+        if let Some(module) = self.loaded(sha256) {
+            module.optimize(bytes)?;
+            return Ok(module);
         }
-        let module = self.compile(bytes, sha256)?;
+        let code = self.compile(Tier::Optimized, bytes)?;
+        Ok(self.remember(self.check(code, sha256)?))
+    }
+
+    /// Validates and compiles a module as fast as possible: with the baseline compiler, or with
+    /// the optimising one if the baseline compiler cannot take it. Its code is meant to be
+    /// replaced soon by [`RulesModule::optimize`] or [`RulesModule::adopt_artifact`].
+    pub fn load_quickly(&self, bytes: &[u8]) -> Result<RulesModule, LoadError> {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(module) = self.loaded(sha256) {
+            return Ok(module);
+        }
+        let code = match self.compile(Tier::Baseline, bytes) {
+            Ok(code) => code,
+            // Winch lacks a few proposals Cranelift has (tail calls, for one); the optimising
+            // compiler is the authority on whether the module is valid.
+            Err(_) => self.compile(Tier::Optimized, bytes)?,
+        };
+        Ok(self.remember(self.check(code, sha256)?))
+    }
+
+    fn loaded(&self, sha256: [u8; 32]) -> Option<RulesModule> {
+        let inner = self.compiled().get(&sha256).and_then(Weak::upgrade)?;
+        Some(RulesModule { inner })
+    }
+
+    /// Makes `module` the one later loads of its bytes get, unless another thread loaded them
+    /// meanwhile: then that one is returned (one module per bytes), on the better code of the two.
+    fn remember(&self, module: RulesModule) -> RulesModule {
         let mut compiled = self.compiled();
+        if let Some(inner) = compiled.get(&module.inner.sha256).and_then(Weak::upgrade) {
+            let existing = RulesModule { inner };
+            if existing.tier() == Tier::Baseline && module.tier() == Tier::Optimized {
+                existing.install_code(module.code());
+            }
+            return existing;
+        }
         compiled.retain(|_, module| module.strong_count() > 0);
-        compiled.insert(sha256, Arc::downgrade(&module.inner));
-        Ok(module)
+        compiled.insert(module.inner.sha256, Arc::downgrade(&module.inner));
+        module
     }
 
     fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<ModuleInner>>> {
@@ -336,66 +398,95 @@ impl RulesEngine {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Names what compiled artifacts this engine can run: the same for every instance of the
-    /// same build and settings ([`RulesModule::artifact`], [`RulesEngine::load_artifact`]).
-    pub fn artifact_compatibility(&self) -> String {
+    fn compiler(&self, tier: Tier) -> &Compiler {
+        match tier {
+            Tier::Baseline => &self.inner.baseline,
+            Tier::Optimized => &self.inner.optimized,
+        }
+    }
+
+    /// Names what compiled artifacts of `tier` this engine can run: the same for every instance
+    /// of the same build and settings ([`RulesModule::artifact`], [`RulesEngine::load_artifact`]).
+    pub fn artifact_compatibility(&self, tier: Tier) -> String {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.inner
+        self.compiler(tier)
             .engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+        match tier {
+            Tier::Optimized => format!("{:016x}", hasher.finish()),
+            Tier::Baseline => format!("{:016x}-{}", hasher.finish(), tier.name()),
+        }
     }
 
     /// Loads a module from the compiled artifact another instance of this build made
     /// ([`RulesModule::artifact`]): microseconds instead of a compilation. `sha256` is the
-    /// version (the SHA-256 of the module's bytes) the artifact was compiled from.
+    /// version (the SHA-256 of the module's bytes) the artifact was compiled from. A module
+    /// already loaded here is returned as it is.
     ///
     /// The artifact is native code and is trusted as such: only load artifacts from where this
     /// fleet keeps its own (its Redis), never from users.
     pub fn load_artifact(
         &self,
         sha256: [u8; 32],
+        tier: Tier,
         artifact: &[u8],
     ) -> Result<RulesModule, LoadError> {
-        if let Some(inner) = self.compiled().get(&sha256).and_then(Weak::upgrade) {
-            return Ok(RulesModule { inner });
+        if let Some(module) = self.loaded(sha256) {
+            return Ok(module);
         }
+        let code = self.deserialize(tier, artifact)?;
+        Ok(self.remember(self.check(code, sha256)?))
+    }
+
+    fn deserialize(&self, tier: Tier, artifact: &[u8]) -> Result<(Tier, Module), LoadError> {
         // SAFETY: the artifact was produced by `Module::serialize` in an engine with the same
         // compatibility hash (the key it is stored under), and the store it comes from is trusted
-        // like the binary itself (see above). wasmtime checks the header and the engine settings.
-        let module = unsafe { Module::deserialize(&self.inner.engine, artifact) }
+        // like the binary itself (see `load_artifact`). wasmtime checks the header and the
+        // engine settings.
+        let module = unsafe { Module::deserialize(&self.compiler(tier).engine, artifact) }
             .map_err(|e| LoadError::Invalid(format!("unusable compiled artifact: {e:#}")))?;
-        let module = self.check(module, sha256)?;
-        let mut compiled = self.compiled();
-        compiled.retain(|_, module| module.strong_count() > 0);
-        compiled.insert(sha256, Arc::downgrade(&module.inner));
-        Ok(module)
+        Ok((tier, module))
     }
 
-    fn compile(&self, bytes: &[u8], sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
-        let module = Module::new(&self.inner.engine, bytes)
+    fn compile(&self, tier: Tier, bytes: &[u8]) -> Result<(Tier, Module), LoadError> {
+        let module = Module::new(&self.compiler(tier).engine, bytes)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        self.check(module, sha256)
+        Ok((tier, module))
     }
 
-    /// The load-time checks: imports, ABI version, exports.
-    fn check(&self, module: Module, sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
+    /// The load-time checks (imports, ABI version, exports) of freshly compiled code.
+    fn check(&self, code: (Tier, Module), sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
+        let (code, migrates) = self.checked_code(code)?;
+        Ok(RulesModule {
+            inner: Arc::new(ModuleInner {
+                idle: Mutex::new(Vec::new()),
+                engine: self.clone(),
+                code: RwLock::new(code),
+                sha256,
+                migrates,
+            }),
+        })
+    }
+
+    /// Checks compiled code and readies it for instantiation; also says whether it exports the
+    /// optional migration.
+    fn checked_code(&self, (tier, module): (Tier, Module)) -> Result<(Arc<Code>, bool), LoadError> {
         check_imports(&module)?;
         let i32_ = || ValType::I32;
-        let engine = &self.inner.engine;
+        let compiler = self.compiler(tier);
+        let engine = &compiler.engine;
         let version_type = FuncType::new(engine, [], [i32_()]);
         check_export(&module, abi::EXPORT_ABI_VERSION, &version_type, "() -> i32")?;
-        let pre = self
-            .inner
+        let pre = compiler
             .linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
 
         // Ask for the version before anything else, so a module of another ABI version is told
         // so rather than being told about the exports it names differently.
-        let mut store = self.store();
+        let mut store = self.store(tier);
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
@@ -440,21 +531,12 @@ impl RulesEngine {
                 "(i32, i32) -> i64",
             )?;
         }
-
-        Ok(RulesModule {
-            inner: Arc::new(ModuleInner {
-                idle: Mutex::new(Vec::new()),
-                engine: self.clone(),
-                pre,
-                sha256,
-                migrates,
-            }),
-        })
+        Ok((Arc::new(Code { tier, pre }), migrates))
     }
 
-    fn store(&self) -> Store<CallState> {
+    fn store(&self, tier: Tier) -> Store<CallState> {
         let mut store = Store::new(
-            &self.inner.engine,
+            &self.compiler(tier).engine,
             CallState {
                 memory: MemoryCap {
                     limit: self.inner.limits.memory_bytes,
@@ -469,13 +551,41 @@ impl RulesEngine {
     }
 }
 
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+impl Compiler {
+    /// An engine with the settings both tiers share, and its linker.
+    fn new(mut config: Config) -> Result<Self, LoadError> {
+        config
+            .epoch_interruption(true)
+            // The same inputs must give the same bytes on every machine, whichever tier runs
+            // them (Winch honours this setting too).
+            .cranelift_nan_canonicalization(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        linker
+            .func_wrap(
+                abi::IMPORT_MODULE,
+                abi::IMPORT_PANIC,
+                |mut caller: Caller<'_, CallState>, ptr: u32, len: u32| {
+                    let message = read_guest_memory(&mut caller, ptr, len.min(4096))
+                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                        .unwrap_or_else(|| "(the panic message was out of bounds)".into());
+                    caller.data_mut().panic_message = Some(message);
+                },
+            )
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        Ok(Compiler { engine, linker })
+    }
+}
+
+fn spawn_epoch_ticker(engines: Vec<Engine>, stop: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("rules-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+                for engine in &engines {
+                    engine.increment_epoch();
+                }
             }
         })
         .expect("the epoch ticker thread starts");
@@ -528,10 +638,11 @@ pub struct RulesModule {
 }
 
 struct ModuleInner {
-    /// Instances whose last call succeeded, ready for the next one.
+    /// Instances whose last call succeeded, ready for the next one. All of the current code.
     idle: Mutex<Vec<Instance>>,
     engine: RulesEngine,
-    pre: InstancePre<CallState>,
+    /// Replaced once, when optimised code takes over from baseline code.
+    code: RwLock<Arc<Code>>,
     sha256: [u8; 32],
     /// Whether it exports the optional migration.
     migrates: bool,
@@ -547,8 +658,16 @@ impl Drop for ModuleInner {
     }
 }
 
+/// A module's compiled code, ready to instantiate.
+struct Code {
+    tier: Tier,
+    pre: InstancePre<CallState>,
+}
+
 /// An instance of a module, ready for calls.
 pub struct Instance {
+    /// The code it runs: an instance of replaced code is not kept for later calls.
+    code: Arc<Code>,
     store: Store<CallState>,
     deadline_ticks: u64,
     memory: wasmtime::Memory,
@@ -569,14 +688,73 @@ impl RulesModule {
         hex::encode(self.inner.sha256)
     }
 
-    /// The compiled code, for other instances of this build to load without compiling
-    /// ([`RulesEngine::load_artifact`]).
-    pub fn artifact(&self) -> Result<Vec<u8>, LoadError> {
+    /// Which compiler made the code that runs now.
+    pub fn tier(&self) -> Tier {
+        self.code().tier
+    }
+
+    fn code(&self) -> Arc<Code> {
         self.inner
-            .pre
-            .module()
-            .serialize()
-            .map_err(|e| LoadError::Invalid(format!("cannot serialise the compiled module: {e:#}")))
+            .code
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The compiled code and its tier, for other instances of this build to load without
+    /// compiling ([`RulesEngine::load_artifact`]).
+    pub fn artifact(&self) -> Result<(Tier, Vec<u8>), LoadError> {
+        let code = self.code();
+        let artifact = code.pre.module().serialize().map_err(|e| {
+            LoadError::Invalid(format!("cannot serialise the compiled module: {e:#}"))
+        })?;
+        Ok((code.tier, artifact))
+    }
+
+    /// Moves the module to optimised code compiled from `bytes` (its own bytes), unless it has
+    /// that already. Takes as long as a compilation: call from a blocking task. Calls go on
+    /// meanwhile; the ones that start afterwards run the new code.
+    pub fn optimize(&self, bytes: &[u8]) -> Result<(), LoadError> {
+        if self.tier() == Tier::Optimized {
+            return Ok(());
+        }
+        if <[u8; 32]>::from(Sha256::digest(bytes)) != self.inner.sha256 {
+            return Err(LoadError::Invalid(
+                "these bytes are not the module's own".into(),
+            ));
+        }
+        let code = self.inner.engine.compile(Tier::Optimized, bytes)?;
+        self.replace_code(code)
+    }
+
+    /// Moves the module to the optimised code of an artifact another instance of this build
+    /// compiled from the same bytes (trusted as in [`RulesEngine::load_artifact`]).
+    pub fn adopt_artifact(&self, artifact: &[u8]) -> Result<(), LoadError> {
+        if self.tier() == Tier::Optimized {
+            return Ok(());
+        }
+        let code = self.inner.engine.deserialize(Tier::Optimized, artifact)?;
+        self.replace_code(code)
+    }
+
+    fn replace_code(&self, code: (Tier, Module)) -> Result<(), LoadError> {
+        let (code, migrates) = self.inner.engine.checked_code(code)?;
+        if migrates != self.inner.migrates {
+            return Err(LoadError::Invalid(
+                "the new code does not export what the old one did".into(),
+            ));
+        }
+        self.install_code(code);
+        Ok(())
+    }
+
+    /// Makes `code` (checked, of this module's bytes) the code later calls run.
+    fn install_code(&self, code: Arc<Code>) {
+        *self.inner.code.write().unwrap_or_else(|p| p.into_inner()) = code;
+        // Idle instances run the old code; calls in flight keep theirs until they finish.
+        let dropped = std::mem::take(&mut *self.idle()).len();
+        let engine = &self.inner.engine.inner;
+        engine.idle_total.fetch_sub(dropped, Ordering::Relaxed);
     }
 
     /// Whether the module exports [`abi::EXPORT_MIGRATE`]: it may carry running matches over
@@ -607,11 +785,12 @@ impl RulesModule {
         Some(instance)
     }
 
-    /// Keeps an instance whose call completed, unless enough are idle already.
+    /// Keeps an instance whose call completed, unless enough are idle already or its code has
+    /// been replaced.
     fn put_idle(&self, instance: Instance) {
         let engine = &self.inner.engine.inner;
         let mut idle = self.idle();
-        if idle.len() >= IDLE_INSTANCES {
+        if idle.len() >= IDLE_INSTANCES || !Arc::ptr_eq(&instance.code, &self.code()) {
             return;
         }
         if engine.idle_total.fetch_add(1, Ordering::Relaxed) < engine.idle_cap {
@@ -624,9 +803,9 @@ impl RulesModule {
 
     /// Starts a fresh instance from the pool.
     pub fn instantiate(&self) -> Result<Instance, CallError> {
-        let mut store = self.inner.engine.store();
-        let instance = self
-            .inner
+        let code = self.code();
+        let mut store = self.inner.engine.store(code.tier);
+        let instance = code
             .pre
             .instantiate(&mut store)
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
@@ -654,6 +833,7 @@ impl RulesModule {
         };
         Ok(Instance {
             deadline_ticks: self.inner.engine.inner.deadline_ticks,
+            code,
             store,
             memory,
             alloc,

@@ -11,6 +11,11 @@
 //!   ratio of the two is the price of the sandbox.
 //! * `round/native-typed`: the rules alone on a typed state, for scale.
 //! * `instance/start`: a store and an instance from the pool, ready for a call.
+//! * `install/validate`: what a swap waits for before the new version goes live: compiled by
+//!   the baseline compiler (Winch), checked, and a trial match played.
+//! * `install/optimize`: the optimised code that takes over in the background, compiled by
+//!   Cranelift with its incremental cache warm (a new version whose functions are all known).
+//! * `round/wasm-baseline`: `round/wasm` on baseline code, for what a match runs in between.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use host::runtime::{Limits, RulesEngine, Transition, decode_reply};
@@ -30,14 +35,20 @@ fn module_bytes() -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask bench`", path.display()))
 }
 
-fn bench(c: &mut Criterion) {
-    // A round where ann has cast and bob's fireball will resolve it.
+/// A round where ann has cast and bob's fireball will resolve it: the match (natively), its
+/// state as JSON, and bob's action.
+fn round() -> (Match<WizardBattle>, Box<RawValue>, Box<RawValue>) {
     let mut game =
         Match::<WizardBattle>::start(42, &[("ann", 10), ("bob", 10)], Config::default()).unwrap();
     let ann = game.state().game.wizards[0].position;
     game.act("ann", &Cast::at("lightning", 0, 0)).unwrap();
     let state = RawValue::from_string(game.state_json().to_string()).unwrap();
     let action = to_raw_value(&Cast::at("fireball", ann.x, ann.y)).unwrap();
+    (game, state, action)
+}
+
+fn bench(c: &mut Criterion) {
+    let (game, state, action) = round();
 
     let engine = RulesEngine::new(Limits::default()).unwrap();
     let module = engine.load(&module_bytes()).unwrap();
@@ -86,6 +97,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let typed = game.state().game;
+    let ann = typed.wizards[0].position;
     let cast = Cast::at("fireball", ann.x, ann.y);
     group.bench_function("native-typed", |b| {
         b.iter(|| {
@@ -103,5 +115,64 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The module as a new version each time (a custom section with a counter appended), so that
+/// nothing is reused from an earlier load of the same bytes.
+fn new_version(bytes: &[u8], counter: &mut u64) -> Vec<u8> {
+    use wasm_encoder::Section;
+    *counter += 1;
+    let mut out = bytes.to_vec();
+    wasm_encoder::CustomSection {
+        name: "bench-version".into(),
+        data: counter.to_le_bytes().as_slice().into(),
+    }
+    .append_to(&mut out);
+    out
+}
+
+fn install(c: &mut Criterion) {
+    let bytes = module_bytes();
+    let engine = RulesEngine::new(Limits::default()).unwrap();
+    let rules = host::rules::Rules::new(engine.clone());
+    // Warms the incremental cache, as the running version does on a server.
+    engine.load(&bytes).unwrap();
+    let mut counter = 0;
+    let mut group = c.benchmark_group("install");
+    group.sample_size(20);
+    group.bench_function("validate", |b| {
+        b.iter_batched(
+            || new_version(&bytes, &mut counter),
+            |version| black_box(rules.validate(&version).unwrap()),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("optimize", |b| {
+        b.iter_batched(
+            || {
+                let version = new_version(&bytes, &mut counter);
+                (engine.load_quickly(&version).unwrap(), version)
+            },
+            |(module, version)| module.optimize(&version).unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    // One round on baseline code: what a match runs until the optimised code takes over.
+    let module = engine
+        .load_quickly(&new_version(&bytes, &mut counter))
+        .unwrap();
+    assert_eq!(module.tier(), host::runtime::Tier::Baseline);
+    let (_, state, action) = round();
+    c.bench_function("round/wasm-baseline", |b| {
+        b.iter(|| {
+            black_box(
+                module
+                    .action(black_box(&state), "bob", black_box(&action))
+                    .unwrap(),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, bench, install);
 criterion_main!(benches);

@@ -4,7 +4,7 @@
 use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
 use crate::support::{
     Endpoint, Player, act, http, matched_pair, module_bytes, position, server, settle,
-    strike_each_other, wat_bytes,
+    strike_each_other, variant, wat_bytes,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -12,18 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const GAME: &str = "wizard-battle";
-
-/// The same rules with a custom section appended: behaves the same, but is another version.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    use wasm_encoder::Section;
-    let mut out = bytes.to_vec();
-    let section = wasm_encoder::CustomSection {
-        name: "gamehost-test-version".into(),
-        data: tag.as_bytes().into(),
-    };
-    section.append_to(&mut out);
-    out
-}
 
 fn version_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -117,6 +105,39 @@ async fn everywhere_active(servers: &[&dyn Endpointish], version: &str) {
     }
 }
 
+/// Waits until every server runs `version` on optimised code: a swap goes live on baseline
+/// code, and the installer's optimised code follows.
+async fn everywhere_optimized(servers: &[&host::server::RunningServer], version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut codes = Vec::new();
+        for server in servers {
+            let (status, rules) = http(*server, "GET", "/rules", None).await;
+            assert_eq!(status, 200, "{rules}");
+            let info = rules["games"][GAME]["versions"]
+                .as_array()
+                .and_then(|versions| versions.iter().find(|v| v["version"] == version))
+                .cloned()
+                .unwrap_or(Value::Null);
+            codes.push(info["code"].clone());
+        }
+        if codes.iter().all(|code| code == "optimized") {
+            return;
+        }
+        for code in &codes {
+            assert!(
+                code == "baseline" || code == "optimized",
+                "{version} is not loaded everywhere: {codes:?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{version} not optimised everywhere within 20 s: {codes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// What the tests ask of any server.
 trait Endpointish: Sync {
     fn active(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + '_>>;
@@ -169,6 +190,7 @@ async fn an_upload_reaches_every_instance_pins_running_matches_and_rolls_back() 
         json!({ "game": GAME, "version": v2, "active": true })
     );
     everywhere_active(&all, &v2).await;
+    everywhere_optimized(&servers.iter().collect::<Vec<_>>(), &v2).await;
 
     // The running match stays on v1 to its end; a new one, on a third instance, gets v2.
     assert_eq!(module_of(&a, &old_room).await, v1);
@@ -219,6 +241,7 @@ async fn a_module_written_to_the_folder_runs_everywhere_even_where_the_file_neve
     let v2 = version_of(&v2_bytes);
     install_file(&watched, "wizard-battle.wasm", &v2_bytes);
     everywhere_active(&both, &v2).await;
+    everywhere_optimized(&[&a, &b], &v2).await;
     // b never had v2 on disk: it came from Redis.
     let (p, _q, room) = matched_pair(&b, 1).await;
     assert_eq!(module_of(&p, &room).await, v2);

@@ -10,6 +10,7 @@ mod hot_reload;
 
 mod rules_determinism;
 mod rules_hostile;
+mod rules_tiers;
 mod server_bad_input;
 mod server_health;
 mod server_js_client;

@@ -1,8 +1,9 @@
-//! Whole matches played natively and through wasm give byte-identical replies.
+//! Whole matches played natively and through wasm, on optimised and on baseline code, give
+//! byte-identical replies.
 
-use crate::support::{engine, wizard_battle};
+use crate::support::{engine, module_bytes, variant, wizard_battle};
 use abi::Seat;
-use host::runtime::{Operation, RulesModule, Transition, decode_reply};
+use host::runtime::{Operation, RulesModule, Tier, Transition, decode_reply};
 use sdk::testing::Match;
 use serde_json::value::{RawValue, to_raw_value};
 use wizard_battle::{Class, Config, WizardBattle};
@@ -114,8 +115,21 @@ fn choose(game: &Match<WizardBattle>, me: &str, round: u64, seed: u64) -> Box<Ra
 
 #[test]
 fn whole_matches_through_wasm_match_the_native_run_byte_for_byte() {
-    let engine = engine();
-    let module = wizard_battle(&engine);
+    let module = wizard_battle(&engine());
+    assert_eq!(module.tier(), Tier::Optimized);
+    plays_like_native(&module);
+}
+
+/// What a match runs in the moments after a swap, before the optimised code takes over.
+#[test]
+fn whole_matches_on_baseline_code_match_the_native_run_byte_for_byte() {
+    let bytes = variant(&module_bytes("rules", "wizard-battle"), "determinism-baseline");
+    let module = engine().load_quickly(&bytes).unwrap();
+    assert_eq!(module.tier(), Tier::Baseline);
+    plays_like_native(&module);
+}
+
+fn plays_like_native(module: &RulesModule) {
     let nothing = RawValue::from_string("null".into()).unwrap();
     let (mut finished, mut refusals) = (0, 0);
     for seed in 0..12u64 {

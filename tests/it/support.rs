@@ -32,6 +32,18 @@ pub fn wat_bytes(name: &str) -> Vec<u8> {
     wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The same rules with a custom section appended: behaves the same, but is another version.
+pub fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    use wasm_encoder::Section;
+    let mut out = bytes.to_vec();
+    let section = wasm_encoder::CustomSection {
+        name: "gamehost-test-version".into(),
+        data: tag.as_bytes().into(),
+    };
+    section.append_to(&mut out);
+    out
+}
+
 /// The test binary's engine, shared so each module is compiled once: a short call budget so that
 /// runaway modules fail fast, and a small memory cap.
 pub fn engine() -> RulesEngine {

@@ -321,6 +321,11 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
     let mut last_view = Value::Null;
     let mut cast_in_round = None;
     let mut in_match = false;
+    // One action awaits its answer at a time, and the next waits for it: rust_socketio 0.6 picks
+    // acknowledgement ids at random below 999, and two outstanding ones that share an id crash
+    // its event loop.
+    let mut awaiting_answer = false;
+    let mut next_action: Option<Value> = None;
     let wait = deadline + Duration::from_secs(30);
     loop {
         let next = tokio::time::timeout_at(wait.into(), events.recv()).await;
@@ -349,10 +354,25 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
                     you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null();
                 if open && cast_in_round != view["round"].as_u64() {
                     cast_in_round = view["round"].as_u64();
-                    submit(&client, &room, example_bot::choose(view), stats, &tx).await?;
+                    let action = example_bot::choose(view);
+                    if awaiting_answer {
+                        next_action = Some(action);
+                    } else {
+                        awaiting_answer = true;
+                        submit(&client, &room, action, stats, &tx).await?;
+                    }
                 }
             }
-            "__refused" => {
+            "__answered" => {
+                awaiting_answer = false;
+                if data["success"] == true {
+                    if let Some(action) = next_action.take() {
+                        awaiting_answer = true;
+                        submit(&client, &room, action, stats, &tx).await?;
+                    }
+                    continue;
+                }
+                next_action = None;
                 if data["code"] == "rate_limited" {
                     // Too many refused tries too fast: wait, then try again.
                     let retry = tx.clone();
@@ -361,12 +381,14 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
                         let _ = retry.send(("__retry".into(), Value::Null));
                     });
                 } else if example_bot::worth_another_try(&data["code"]) {
+                    awaiting_answer = true;
                     submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
                 } else {
                     stats.error(format!("refused: {}", data["code"]));
                 }
             }
-            "__retry" if in_match => {
+            "__retry" if in_match && !awaiting_answer => {
+                awaiting_answer = true;
                 submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
             }
             "serverError" => stats.error(format!("serverError: {}", data["code"])),
@@ -375,6 +397,7 @@ async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) 
                 let at = stats.started.elapsed().as_millis() as u64;
                 stats.last_completed_ms.fetch_max(at, Ordering::Relaxed);
                 in_match = false;
+                next_action = None;
                 if Instant::now() >= deadline {
                     break;
                 }
@@ -417,10 +440,7 @@ async fn submit(
             Duration::from_secs(10),
             move |payload, _| {
                 stats.round_trip(sent.elapsed());
-                let answer = ack_value(payload);
-                if answer["success"] != true {
-                    let _ = inbox.send(("__refused".into(), answer));
-                }
+                let _ = inbox.send(("__answered".into(), ack_value(payload)));
                 async {}.boxed()
             },
         )
@@ -606,21 +626,33 @@ async fn swap(
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut pending: Vec<&String> = swaps.urls.iter().collect();
         while !pending.is_empty() {
+            // All instances at once, then a pause: asking in a tight loop would load the very
+            // machine whose swap is being timed.
+            let asked = pending.iter().map(|url| {
+                let (http, wanted, game) = (&http, &wanted, &swaps.game);
+                async move {
+                    let rules: Value = http
+                        .get(format!("{url}/rules"))
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    anyhow::Ok(rules["games"][game]["active"] == wanted.as_str())
+                }
+            });
+            let answers = futures_util::future::join_all(asked).await;
             let mut still = Vec::new();
-            for url in pending {
-                let rules: Value = http
-                    .get(format!("{url}/rules"))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                if rules["games"][&swaps.game]["active"] != wanted.as_str() {
+            for (url, active) in pending.into_iter().zip(answers) {
+                if !active? {
                     still.push(url);
                 }
             }
             pending = still;
             if Instant::now() > deadline {
                 bail!("swap {n}: not active everywhere within 10 s");
+            }
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
         let took = landed.elapsed();

@@ -22,7 +22,7 @@
 //! | `instance:<id>:sockets` | set, TTL | the instance's socket ids, for reaping |
 //! | `module:<version>` | string | a rules module's bytes (version = SHA-256 hex) |
 //! | `module_games` | hash | version -> game |
-//! | `module_artifact:<version>:<build>` | string | the version compiled by this build of the host (native code: Redis is trusted like the binary) |
+//! | `module_artifact:<version>:<build>` | string | the version compiled by this build of the host (native code: Redis is trusted like the binary); `<build>` ends in `-baseline` for the quickly compiled code a swap starts on, kept for an hour |
 //! | `active_modules` | hash | game -> active version |
 //! | `module_matches` | hash | version -> running matches |
 //! | `game_modules` | hash | room id -> the version its match runs |
@@ -761,9 +761,16 @@ impl RedisStore {
         version: &str,
         compat: &str,
         artifact: &[u8],
+        lifetime: Option<Duration>,
     ) -> StoreResult<()> {
         let key = format!("{}module_artifact:{version}:{compat}", self.keys.prefix);
-        let result: Result<(), _> = self.conn().set(key, artifact).await;
+        let result: Result<(), _> = match lifetime {
+            Some(lifetime) => {
+                let ms = lifetime.as_millis().max(1) as u64;
+                self.conn().pset_ex(key, artifact, ms).await
+            }
+            None => self.conn().set(key, artifact).await,
+        };
         self.ok(result)
     }
 

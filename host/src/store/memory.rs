@@ -9,6 +9,7 @@ use crate::model::{
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -281,6 +282,7 @@ impl MemoryStore {
         _version: &str,
         _compat: &str,
         _artifact: &[u8],
+        _lifetime: Option<Duration>,
     ) -> StoreResult<()> {
         Ok(())
     }

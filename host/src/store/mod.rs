@@ -21,6 +21,7 @@ use crate::matches::Message;
 use crate::matchmaking::Joined;
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -161,8 +162,9 @@ delegate! {
     fn put_module(&self, game: &str, version: &str, bytes: &[u8]) -> ();
     /// A shared module: `(game, bytes)`.
     fn module(&self, version: &str) -> Option<(String, Vec<u8>)>;
-    /// Shares the compiled code of a version, for instances of the same build (`compat`).
-    fn put_artifact(&self, version: &str, compat: &str, artifact: &[u8]) -> ();
+    /// Shares the compiled code of a version, for instances of the same build (`compat`); for
+    /// `lifetime`, or for good.
+    fn put_artifact(&self, version: &str, compat: &str, artifact: &[u8], lifetime: Option<Duration>) -> ();
     fn artifact(&self, version: &str, compat: &str) -> Option<Vec<u8>>;
     /// Makes `version` the active one of `game` for every instance, and announces it.
     fn set_active_module(&self, game: &str, version: &str) -> ();
