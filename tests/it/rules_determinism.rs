@@ -123,7 +123,10 @@ fn whole_matches_through_wasm_match_the_native_run_byte_for_byte() {
 /// What a match runs in the moments after a swap, before the optimised code takes over.
 #[test]
 fn whole_matches_on_baseline_code_match_the_native_run_byte_for_byte() {
-    let bytes = variant(&module_bytes("rules", "wizard-battle"), "determinism-baseline");
+    let bytes = variant(
+        &module_bytes("rules", "wizard-battle"),
+        "determinism-baseline",
+    );
     let module = engine().load_quickly(&bytes).unwrap();
     assert_eq!(module.tier(), Tier::Baseline);
     plays_like_native(&module);
