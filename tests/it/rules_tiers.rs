@@ -1,7 +1,7 @@
 //! A module goes live on baseline code (Winch) and moves to optimised code (Cranelift) while it
 //! serves calls; both tiers give the same bytes and enforce the same limits.
 
-use crate::support::{engine, module_bytes, variant};
+use crate::support::{engine, module_bytes, variant, wat_bytes};
 use abi::Seat;
 use host::runtime::{CallError, RulesEngine, RulesModule, Tier, Transition};
 use serde_json::value::RawValue;
@@ -146,4 +146,15 @@ fn baseline_code_is_held_to_the_same_time_and_memory_limits() {
     assert!(matches!(misdeed("panic"), CallError::Panicked(_)));
     let next = module.action(&state, "ann", &raw("\"count\"")).unwrap();
     assert_eq!(next.turn, 1, "the module plays on after each failure");
+}
+
+#[test]
+fn a_module_the_baseline_compiler_cannot_take_loads_on_optimised_code() {
+    let module = engine().load_quickly(&wat_bytes("tail_calls")).unwrap();
+    assert_eq!(module.tier(), Tier::Optimized);
+    let error = module.setup(1, &seats(), &raw("null")).unwrap_err();
+    assert!(
+        matches!(error, CallError::BadReply(_)),
+        "it runs: {error:?}"
+    );
 }
