@@ -197,6 +197,7 @@ async fn run_until(
         redis_error,
     })
     .layer(layer)
+    .layer(axum::middleware::map_request(detach_request_parts))
     .layer(CorsLayer::permissive());
 
     tracing::info!(
@@ -239,6 +240,39 @@ async fn run_until(
     served.map_err(StartError::Io)
 }
 
+/// Copies a Socket.IO request's URI and headers out of hyper's read buffer. engineioxide keeps
+/// each socket's request parts for the socket's whole life (`Socket::req_parts`), and the URI and
+/// headers hyper parses are slices of the buffer it read the request into: without the copy,
+/// every socket holds that whole buffer (16 KiB) to keep a few hundred bytes.
+async fn detach_request_parts(mut request: axum::extract::Request) -> axum::extract::Request {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+    if !request.uri().path().starts_with("/socket.io") {
+        return request;
+    }
+    let mut headers = HeaderMap::with_capacity(request.headers().len());
+    for (name, value) in request.headers() {
+        // Standard names are static; other names, and every value, are copied.
+        let copied_name = HeaderName::from_bytes(name.as_str().as_bytes());
+        let copied_value = HeaderValue::from_bytes(value.as_bytes());
+        headers.append(
+            copied_name.unwrap_or_else(|_| name.clone()),
+            copied_value.unwrap_or_else(|_| value.clone()),
+        );
+    }
+    *request.headers_mut() = headers;
+    if let Ok(uri) = request.uri().to_string().parse::<Uri>() {
+        // The router keeps its own copy of the URI too.
+        if let Some(original) = request
+            .extensions_mut()
+            .get_mut::<axum::extract::OriginalUri>()
+        {
+            original.0 = uri.clone();
+        }
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
 /// The store `config` asks for: Redis if `REDIS_URL` is set and answers, else memory. When Redis
 /// was asked for but did not answer, also says why (reported by `/health`).
 async fn connect_store(config: &Config) -> (Store, Option<String>) {
@@ -251,5 +285,43 @@ async fn connect_store(config: &Config) -> (Store, Option<String>) {
             tracing::warn!(%error, "Redis is unreachable: running standalone, in memory");
             (Store::default(), Some(error.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+    use axum::extract::{OriginalUri, Request};
+    use axum::http::{HeaderValue, Uri};
+
+    #[tokio::test]
+    async fn socket_io_requests_let_go_of_the_buffer_they_were_read_into() {
+        // As hyper parses a request: the URI and header values are slices of one buffer.
+        let read = Bytes::from(b"/socket.io/?EIO=4&transport=websocket example.org".to_vec());
+        let uri = Uri::from_maybe_shared(read.slice(..37)).unwrap();
+        let host = HeaderValue::from_maybe_shared(read.slice(38..)).unwrap();
+        let mut request = Request::builder()
+            .uri(uri.clone())
+            .header("host", host)
+            .header(
+                "x-player",
+                HeaderValue::from_maybe_shared(read.slice(38..45)).unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(OriginalUri(uri));
+        assert!(!read.is_unique());
+
+        let request = detach_request_parts(request).await;
+        assert!(
+            read.is_unique(),
+            "nothing in the request points into the buffer"
+        );
+        assert_eq!(request.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(request.headers()["host"], "example.org");
+        assert_eq!(request.headers()["x-player"], "example");
+        let original = request.extensions().get::<OriginalUri>().unwrap();
+        assert_eq!(original.0, "/socket.io/?EIO=4&transport=websocket");
     }
 }
