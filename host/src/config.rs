@@ -2,6 +2,7 @@
 //! build it directly.
 
 use crate::gateway::ClientLimits;
+use crate::listener::ConnectionLimits;
 use crate::runtime::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +22,10 @@ pub struct Config {
     /// Required as a bearer token by admin endpoints; without it they answer loopback only.
     pub admin_token: Option<String>,
     pub client_limits: ClientLimits,
-    /// Engine.IO's own limit on one HTTP/WebSocket payload; above it the connection closes.
+    /// Connections held at once, in all and per address, and the deadline for request headers.
+    pub connection_limits: ConnectionLimits,
+    /// Engine.IO's own limit on one HTTP request body or websocket message; above it the
+    /// connection closes (a websocket message as soon as its frame header announces it).
     /// Keep it well above `client_limits.max_event_bytes`, which gets a clear error instead.
     pub transport_max_payload: u64,
     /// Packets buffered per socket before emits to it fail.
@@ -47,6 +51,7 @@ impl Config {
             finished_game_retention: Duration::from_secs(600),
             admin_token: None,
             client_limits: ClientLimits::default(),
+            connection_limits: ConnectionLimits::default(),
             transport_max_payload: 1 << 20,
             socket_buffer: 1024,
             runtime: Limits::default(),

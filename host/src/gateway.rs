@@ -31,6 +31,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Limits on what one client may send.
 #[derive(Debug, Clone)]
@@ -116,6 +117,42 @@ struct Identity {
     token: String,
     resumed: bool,
 }
+
+/// Where a socket is in its life. Its handlers are registered before it is connected (so that
+/// nothing it sends, and no disconnection, can come before them), but its mapping and session are
+/// stored once it is: events and the disconnection wait for that, so that a socket that closes
+/// at any moment leaves nothing behind.
+#[derive(Default)]
+struct SocketLife {
+    set_up: AtomicBool,
+    set_up_now: Notify,
+    /// Its departure was handled (it closed, or shutdown let it go): each socket goes once.
+    gone: AtomicBool,
+}
+
+impl SocketLife {
+    fn mark_set_up(&self) {
+        self.set_up.store(true, Ordering::SeqCst);
+        self.set_up_now.notify_waiters();
+    }
+
+    /// Waits until the socket's mapping and session are stored.
+    async fn set_up(&self) {
+        loop {
+            let notified = self.set_up_now.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.set_up.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// How long a closing socket waits for its own set-up. A socket whose connection failed before
+/// it was connected is never set up, and has nothing stored either.
+const SET_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// What a client may present in the handshake `auth` to come back as the same player.
 #[derive(Deserialize)]
@@ -379,7 +416,24 @@ impl Gateway {
             }
         };
         socket.extensions.insert(identity);
+        socket
+            .extensions
+            .insert(Arc::new(RateLimiter::direct(self.inner.quota)));
+        socket.extensions.insert(Arc::new(SocketLife::default()));
+        // Before the socket is connected: whatever it sends, and its disconnection, find them.
+        self.register_handlers(socket);
         Ok(())
+    }
+
+    /// Whether the socket `sid` is connected to `namespace` here.
+    pub fn is_connected(&self, namespace: &str, sid: &str) -> bool {
+        let Ok(sid) = sid.parse() else {
+            return false;
+        };
+        self.inner
+            .io
+            .of(namespace)
+            .is_some_and(|namespace| namespace.get_socket(sid).is_some())
     }
 
     fn mapping(&self, socket: &str, player: &str, room: Option<String>) -> SocketMapping {
@@ -392,14 +446,21 @@ impl Gateway {
     }
 
     async fn connected(&self, socket: Sock) {
+        let life: Arc<SocketLife> = socket.extensions.get().expect("identify ran first");
+        self.set_up(&socket).await;
+        life.mark_set_up();
+        // It may have closed before its disconnection could be handled (see `SocketLife`).
+        if !socket.connected() {
+            self.disconnected(socket).await;
+        }
+    }
+
+    /// Stores a new socket's mapping and session, tells it who it is, and resumes its match.
+    async fn set_up(&self, socket: &Sock) {
         let identity: Identity = socket.extensions.get().expect("identify ran first");
         let socket_id = socket.id.to_string();
         let player = identity.player.clone();
         socket.join(player_room(&player));
-        socket
-            .extensions
-            .insert(Arc::new(RateLimiter::direct(self.inner.quota)));
-        socket.extensions.insert(Arc::new(AtomicBool::new(false)));
 
         if let Err(error) = self
             .store()
@@ -425,7 +486,6 @@ impl Gateway {
             }
         };
 
-        self.register_handlers(&socket);
         let _ = socket.emit(
             "session",
             &json!({ "playerId": player, "resumeToken": identity.token, "socketId": socket_id }),
@@ -459,9 +519,18 @@ impl Gateway {
         let Some(identity) = socket.extensions.get::<Identity>() else {
             return;
         };
+        let Some(life) = socket.extensions.get::<Arc<SocketLife>>() else {
+            return;
+        };
+        // What it stored is removed only after it was stored.
+        if tokio::time::timeout(SET_UP_WAIT, life.set_up())
+            .await
+            .is_err()
+        {
+            tracing::debug!(socket = %socket.id, "closed before it was set up");
+        }
         // Shutdown lets sockets go itself before closing them; each goes once.
-        let gone: Option<Arc<AtomicBool>> = socket.extensions.get();
-        if gone.is_some_and(|gone| gone.swap(true, Ordering::Relaxed)) {
+        if life.gone.swap(true, Ordering::SeqCst) {
             return;
         }
         let socket_id = socket.id.to_string();
@@ -624,13 +693,12 @@ impl Gateway {
                     let Some(identity) = socket.extensions.get::<Identity>() else {
                         return;
                     };
-                    let data = match data {
-                        Ok(data) => data,
-                        Err(e) => {
-                            let error = ClientError::new("invalid_payload", e.to_string());
-                            return refuse(&socket, event, incoming, error);
-                        }
-                    };
+                    if let Some(life) = socket.extensions.get::<Arc<SocketLife>>() {
+                        life.set_up().await;
+                    }
+                    // Any JSON is a `Value`: what fails is an event without an argument, as
+                    // `leaveMatchmaking` is sent. Each event says what it expects of `null`.
+                    let data = data.unwrap_or(Value::Null);
                     let request = Request {
                         event,
                         player: identity.player,

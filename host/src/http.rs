@@ -7,19 +7,22 @@
 //! * `POST /health/cleanup` (admin): removes what no live socket or game backs.
 //!
 //! Admin endpoints need `Authorization: Bearer <ADMIN_TOKEN>` when a token is configured, and
-//! answer only loopback clients when none is.
+//! answer only loopback clients when none is. That is checked before anything else, the body
+//! included: a refused upload is answered without reading it.
 
 use crate::gateway::Gateway;
 use crate::matches::Matches;
 use crate::modules::{ModuleError, Modules};
 use crate::rules::RulesError;
 use crate::store::{Store, StoreError};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Why Redis was not used although `REDIS_URL` asked for it.
     pub redis_error: Option<String>,
+    /// The largest rules module an upload may carry.
+    pub max_module_bytes: usize,
 }
 
 /// Errors an HTTP handler can answer with.
@@ -62,6 +67,9 @@ impl IntoResponse for AppError {
             AppError::Module(ModuleError::Rules(RulesError::UnknownVersion(_))) => {
                 StatusCode::NOT_FOUND
             }
+            AppError::Module(ModuleError::Rules(RulesError::InvalidGameName(_))) => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::Module(ModuleError::Rules(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
@@ -69,23 +77,37 @@ impl IntoResponse for AppError {
 }
 
 pub fn router(state: HttpState) -> Router {
+    let admin = Router::new()
+        .route("/health/cleanup", post(cleanup))
+        .route(
+            "/rules/{game}",
+            post(upload_rules).layer(DefaultBodyLimit::max(state.max_module_bytes)),
+        )
+        .route("/rules/{game}/active", put(activate_rules))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/health/stats", get(stats))
-        .route("/health/cleanup", post(cleanup))
         .route("/rules", get(list_rules))
-        .route(
-            "/rules/{game}",
-            post(upload_rules).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)),
-        )
-        .route("/rules/{game}/active", put(activate_rules))
+        .merge(admin)
         .with_state(state)
 }
 
-/// The largest rules module an upload may carry.
-const MAX_MODULE_BYTES: usize = 32 << 20;
+/// In front of every admin endpoint: refuses a request without the right credentials before the
+/// handler runs, so before its body is read.
+async fn require_admin(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authorize(&state.admin_token, request.headers(), peer) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
 
 /// `GET /rules`: every game's versions, which is active, how many matches run each.
 async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
@@ -109,12 +131,9 @@ async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppEr
 /// instance.
 async fn upload_rules(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(game): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state.admin_token, &headers, peer)?;
     let version = state.modules.install(&game, body.to_vec()).await?;
     Ok(Json(
         json!({ "game": game, "version": version, "active": true }),
@@ -124,12 +143,9 @@ async fn upload_rules(
 /// `PUT /rules/<game>/active` (admin), `{version}`: makes a known version active again.
 async fn activate_rules(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(game): Path<String>,
-    headers: HeaderMap,
     Json(body): Json<ActivateBody>,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state.admin_token, &headers, peer)?;
     state.modules.activate(&game, &body.version).await?;
     Ok(Json(
         json!({ "game": game, "version": body.version, "active": true }),
@@ -152,7 +168,9 @@ fn authorize(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if presented == Some(token.as_str()) {
+            // Compared as digests, so the time taken says nothing about the token.
+            let digest = |text: &str| sha2::Sha256::digest(text.as_bytes());
+            if presented.is_some_and(|presented| digest(presented) == digest(token)) {
                 Ok(())
             } else {
                 Err(AppError::Unauthorized)
@@ -237,12 +255,7 @@ async fn stats(State(state): State<HttpState>) -> Result<Json<Value>, AppError> 
     })))
 }
 
-async fn cleanup(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, AppError> {
-    authorize(&state.admin_token, &headers, peer)?;
+async fn cleanup(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
     let live = state.gateway.live_sockets();
     let cleaned = state.store.cleanup(&state.instance_id, &live).await?;
     tracing::info!(?cleaned, "cleanup");

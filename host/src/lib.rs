@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! * [`server`]: builds everything from a [`config::Config`] and serves it on a listener.
+//! * [`listener`]: the accept loop: connection limits, header deadline, the websocket gate.
+//! * [`transport`]: in front of Engine.IO: secret session ids, connects before other packets.
 //! * [`gateway`]: the Socket.IO events. The only module that touches socketioxide.
 //! * [`http`]: health, stats and cleanup endpoints (axum).
 //! * [`matches`](mod@matches): authoritative matches, one actor task each.
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod listener;
 pub mod matches;
 pub mod matchmaking;
 pub mod model;
@@ -33,3 +36,4 @@ pub mod rules;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod transport;

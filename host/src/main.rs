@@ -4,6 +4,7 @@
 use clap::Parser;
 use host::config::{Config, default_instance_id};
 use host::gateway::ClientLimits;
+use host::listener::ConnectionLimits;
 use host::runtime::Limits;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -53,6 +54,26 @@ struct Args {
     /// Events one socket may send in a burst.
     #[arg(long, env = "EVENT_BURST", default_value_t = 40)]
     event_burst: u32,
+    /// Connections held at once; more are closed as they arrive (0: no limit). Lowered below
+    /// the open-file limit if it is above it.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Connections held at once from one IP address (0: no limit; set 0 behind a load balancer).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDR", default_value_t = 1_000)]
+    max_connections_per_addr: usize,
+    /// How long a client may take to send a request's headers, in milliseconds.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// Largest HTTP request body or websocket message, in bytes; a larger one closes the
+    /// connection.
+    #[arg(long, env = "MAX_TRANSPORT_PAYLOAD", default_value_t = 1 << 20)]
+    max_transport_payload: u64,
+    /// Largest rules module accepted (upload or file), in bytes.
+    #[arg(long, env = "RULES_MAX_MODULE_BYTES", default_value_t = 8 << 20)]
+    rules_max_module_bytes: usize,
+    /// Most functions a rules module may define.
+    #[arg(long, env = "RULES_MAX_FUNCTIONS", default_value_t = 20_000)]
+    rules_max_functions: u32,
     /// Time budget of one rules call, in milliseconds.
     #[arg(long, env = "RULES_CALL_BUDGET_MS", default_value_t = 200)]
     rules_call_budget_ms: u64,
@@ -91,6 +112,12 @@ impl Args {
             events_per_second: self.events_per_second,
             burst: self.event_burst,
         };
+        config.connection_limits = ConnectionLimits {
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_addr,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+        };
+        config.transport_max_payload = self.max_transport_payload;
         config.redis_url = self.redis_url.filter(|url| !url.is_empty());
         config.redis_prefix = self.redis_prefix;
         config.heartbeat_ttl = Duration::from_millis(self.heartbeat_ttl_ms.max(300));
@@ -98,6 +125,8 @@ impl Args {
             call_budget: Duration::from_millis(self.rules_call_budget_ms),
             memory_bytes: self.rules_memory_mib << 20,
             concurrent_calls: self.rules_concurrency,
+            module_bytes: self.rules_max_module_bytes,
+            module_functions: self.rules_max_functions,
             ..Limits::default()
         };
         config
@@ -112,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    host::listener::raise_open_file_limit();
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

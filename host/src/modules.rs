@@ -88,6 +88,7 @@ impl Modules {
     /// optimised code; this instance then compiles the optimised code in the background and
     /// shares it, and every instance moves its running matches to it.
     pub async fn install(&self, game: &str, bytes: Vec<u8>) -> Result<String, ModuleError> {
+        crate::rules::check_game_name(game)?;
         let version = sha256_hex(&bytes);
         if self
             .rules

@@ -30,12 +30,32 @@ pub enum RulesError {
     Trial(String),
     #[error("no module {0} is known")]
     UnknownVersion(String),
+    #[error(
+        "{0:?} is not a game name: use 1 to 64 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+    )]
+    InvalidGameName(String),
     #[error("module {version} plays {actual:?}, not {expected:?}")]
     WrongGame {
         version: String,
         expected: String,
         actual: String,
     },
+}
+
+/// Checks that `name` can name a game: it becomes a key, a file name and part of URLs, so it is
+/// kept to lowercase letters, digits, `-` and `_` (nothing that climbs folders or needs escaping).
+pub fn check_game_name(name: &str) -> Result<(), RulesError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if first_ok && rest_ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(RulesError::InvalidGameName(name.to_string()))
+    }
 }
 
 #[derive(Clone)]
@@ -77,6 +97,10 @@ impl Rules {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if let Err(error) = check_game_name(&game) {
+                tracing::warn!(path = %path.display(), %error, "not a rules module: skipped");
+                continue;
+            }
             let bytes = std::fs::read(&path).map_err(|source| RulesError::File {
                 path: path.clone(),
                 source,
@@ -203,6 +227,35 @@ impl Rules {
                 game: game.to_string(),
                 folder: folder.to_path_buf(),
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn game_names_are_plain_words() {
+        for good in ["wizard-battle", "liars_dice", "2048", "a"] {
+            assert!(check_game_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "../../tmp/pwn",
+            "Wizard",
+            "-leading",
+            "a b",
+            "a/b",
+            "a.wasm",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(check_game_name(bad), Err(RulesError::InvalidGameName(_))),
+                "{bad:?}"
+            );
         }
     }
 }

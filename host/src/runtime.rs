@@ -50,6 +50,11 @@ pub struct Limits {
     pub concurrent_calls: u32,
     /// The largest reply the host reads back.
     pub reply_bytes: usize,
+    /// The largest module compiled. Compiling costs time and memory in proportion to the code, so
+    /// a module is measured before it is compiled.
+    pub module_bytes: usize,
+    /// The most functions a module may define (the other measure of what compiling it costs).
+    pub module_functions: u32,
 }
 
 impl Default for Limits {
@@ -59,6 +64,9 @@ impl Default for Limits {
             memory_bytes: 32 << 20,
             concurrent_calls: 128,
             reply_bytes: 4 << 20,
+            // Wizard battle is about 400 KiB: room for games many times larger.
+            module_bytes: 8 << 20,
+            module_functions: 20_000,
         }
     }
 }
@@ -87,6 +95,10 @@ pub enum LoadError {
     ForbiddenImport { module: String, name: String },
     #[error("the module could not be instantiated: {0}")]
     Instantiate(String),
+    #[error("the module is {size} bytes; a rules module may have at most {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the module defines {count} functions; a rules module may define at most {limit}")]
+    TooManyFunctions { count: u32, limit: u32 },
 }
 
 /// Why one call produced no result. The match state passed in is untouched in every case.
@@ -451,9 +463,46 @@ impl RulesEngine {
     }
 
     fn compile(&self, tier: Tier, bytes: &[u8]) -> Result<(Tier, Module), LoadError> {
+        self.measure(bytes)?;
         let module = Module::new(&self.compiler(tier).engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        Ok((tier, module))
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        // Compiling allocates tens of megabytes for a large module; the allocator would keep
+        // them for the process's life, and compiles are rare.
+        give_back_freed_memory();
+        Ok((tier, module?))
+    }
+
+    /// Refuses a module whose compilation would cost more than the limits allow, before any of
+    /// it is compiled: its size, and how many functions it defines (read from its function
+    /// section, without validating anything else).
+    fn measure(&self, bytes: &[u8]) -> Result<(), LoadError> {
+        let limits = &self.inner.limits;
+        if bytes.len() > limits.module_bytes {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit: limits.module_bytes,
+            });
+        }
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            match payload {
+                Ok(wasmparser::Payload::FunctionSection(functions)) => {
+                    let count = functions.count();
+                    if count > limits.module_functions {
+                        return Err(LoadError::TooManyFunctions {
+                            count,
+                            limit: limits.module_functions,
+                        });
+                    }
+                    return Ok(());
+                }
+                // The code section comes after the function section: there is none.
+                Ok(wasmparser::Payload::CodeSectionStart { .. }) => return Ok(()),
+                Ok(_) => {}
+                // Not wasm: the compiler says what is wrong with it.
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
     }
 
     /// The load-time checks (imports, ABI version, exports) of freshly compiled code.
@@ -1004,6 +1053,16 @@ fn classify_trap(error: wasmtime::Error, store: &Store<CallState>, limits: &Limi
     }
 }
 
+/// Hands the memory the allocator holds free back to the system (glibc keeps freed memory for
+/// reuse; after a compilation that is tens of megabytes nothing reuses).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1015,3 +1074,4 @@ mod tests {
         }
     }
 }
+

@@ -12,7 +12,7 @@ use crate::redis_store::pubsub::Bus;
 use crate::rules::{Rules, RulesError};
 use crate::runtime::{LoadError, RulesEngine};
 use crate::store::{RedisStore, Store};
-use axum::serve::ListenerExt;
+use crate::transport::{Transport, TransportLayer};
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use std::future::Future;
@@ -138,6 +138,10 @@ async fn run_until(
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(config.socket_buffer)
         .max_payload(config.transport_max_payload)
+        // Engine.IO's `max_payload` bounds polling requests only; a websocket message is bounded
+        // here, and a frame too, so that a large one is refused from its header, unread.
+        .ws_max_message_size(config.transport_max_payload as usize)
+        .ws_max_frame_size(config.transport_max_payload as usize)
         // Game events are small (a few hundred bytes): a 1 KiB read chunk instead of the default
         // 4 KiB saves 3 KiB per idle websocket; a larger frame is read in several chunks.
         .ws_read_buffer_size(1024)
@@ -178,7 +182,12 @@ async fn run_until(
     if let Err(error) = cluster.register().await {
         tracing::warn!(%error, "could not register in the instance registry yet");
     }
+    let transport = Transport::new("/socket.io", config.transport_max_payload as usize, {
+        let gateway = gateway.clone();
+        Arc::new(move |namespace: &str, sid: &str| gateway.is_connected(namespace, sid))
+    });
     let background = [
+        tokio::spawn(transport.clone().sweep()),
         tokio::spawn(cluster.clone().heartbeat()),
         tokio::spawn(cluster.clone().follow_room_events()),
         tokio::spawn(cluster.clone().follow_module_events()),
@@ -195,8 +204,10 @@ async fn run_until(
         instance_id: config.instance_id.clone(),
         ready: ready.clone(),
         redis_error,
+        max_module_bytes: config.runtime.module_bytes,
     })
     .layer(layer)
+    .layer(TransportLayer(transport))
     .layer(axum::middleware::map_request(detach_request_parts))
     .layer(CorsLayer::permissive());
 
@@ -220,18 +231,13 @@ async fn run_until(
         cluster.deregister().await;
         io.close().await;
     };
-    // Events are small and latency is the point: do not let Nagle's algorithm hold them back
-    // waiting for a delayed ACK (~40 ms per hop on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
-    });
-    let served = axum::serve(
+    let served = crate::listener::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        config.connection_limits.clone().within_open_file_limit(),
+        closing,
+        Duration::from_secs(5),
     )
-    .with_graceful_shutdown(closing)
     .await;
     for task in background {
         task.abort();
