@@ -15,7 +15,7 @@ use crate::matches::Matches;
 use crate::modules::{ModuleError, Modules};
 use crate::rules::RulesError;
 use crate::store::{Store, StoreError};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +51,8 @@ pub enum AppError {
     Unauthorized,
     #[error("admin endpoints answer only local clients when no ADMIN_TOKEN is set")]
     Forbidden,
+    #[error("a rules module may have at most {0} bytes (RULES_MAX_MODULE_BYTES)")]
+    TooLarge(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -62,6 +64,7 @@ impl IntoResponse for AppError {
         let status = match self {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Module(ModuleError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Module(ModuleError::Rules(RulesError::UnknownVersion(_))) => {
@@ -72,17 +75,25 @@ impl IntoResponse for AppError {
             }
             AppError::Module(ModuleError::Rules(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if matches!(
+            self,
+            AppError::Unauthorized | AppError::Forbidden | AppError::TooLarge(_)
+        ) {
+            // The body may be unread: the connection cannot serve another request anyway.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
 pub fn router(state: HttpState) -> Router {
     let admin = Router::new()
         .route("/health/cleanup", post(cleanup))
-        .route(
-            "/rules/{game}",
-            post(upload_rules).layer(DefaultBodyLimit::max(state.max_module_bytes)),
-        )
+        .route("/rules/{game}", post(upload_rules))
         .route("/rules/{game}/active", put(activate_rules))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
@@ -132,8 +143,20 @@ async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppEr
 async fn upload_rules(
     State(state): State<HttpState>,
     Path(game): Path<String>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Json<Value>, AppError> {
+    let limit = state.max_module_bytes;
+    // Refused from its announced length, before any of it is read.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|length| length > limit) {
+        return Err(AppError::TooLarge(limit));
+    }
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| AppError::TooLarge(limit))?;
     let version = state.modules.install(&game, body.to_vec()).await?;
     Ok(Json(
         json!({ "game": game, "version": version, "active": true }),
@@ -250,6 +273,7 @@ async fn stats(State(state): State<HttpState>) -> Result<Json<Value>, AppError> 
         "matchmaking": matchmaking,
         "gameStates": { "total": rooms.len(), "rooms": rooms },
         "socketMappings": { "total": store.socket_count().await?, "byInstance": by_instance },
+        "sessions": { "total": store.session_count().await? },
         "rooms": { "total": running.len(), "active": running },
         "instances": instances,
     })))
@@ -264,6 +288,7 @@ async fn cleanup(State(state): State<HttpState>) -> Result<Json<Value>, AppError
         "errors": 0,
         "details": {
             "socketMappings": cleaned.socket_mappings,
+            "sessions": cleaned.sessions,
             "queueEntries": cleaned.queue_entries,
             "matches": cleaned.matches,
             "instances": cleaned.instances,

@@ -130,6 +130,18 @@ impl Endpoint for HostProcess {
 
 impl HostProcess {
     pub async fn spawn(redis: &PrivateRedis, prefix: &str, env: &[(&str, &str)]) -> HostProcess {
+        let url = redis.url();
+        let mut shared = vec![("REDIS_URL", url.as_str()), ("REDIS_PREFIX", prefix)];
+        shared.extend_from_slice(env);
+        HostProcess::start(&shared).await
+    }
+
+    /// A `gamehost` process on its own, in memory.
+    pub async fn standalone(env: &[(&str, &str)]) -> HostProcess {
+        HostProcess::start(env).await
+    }
+
+    async fn start(env: &[(&str, &str)]) -> HostProcess {
         let binary = std::env::var_os("GAMEHOST_BIN")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| target_dir().join("debug/gamehost"));
@@ -144,8 +156,6 @@ impl HostProcess {
             .env("APP_PORT", port.to_string())
             .env("BIND_ADDR", "127.0.0.1")
             .env("RULES_DIR", target_dir().join("rules"))
-            .env("REDIS_URL", redis.url())
-            .env("REDIS_PREFIX", prefix)
             .env("INSTANCE_ID", &instance_id)
             .env("HEARTBEAT_TTL_MS", "1000")
             .env("RUST_LOG", "warn")
@@ -172,6 +182,16 @@ impl HostProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("gamehost on port {port} never became ready");
+    }
+
+    /// The process's resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
     }
 
     /// `kill -9`: no goodbye, no cleanup.

@@ -3,9 +3,13 @@
 //! clients (`rust_socketio`, and the official JavaScript `socket.io-client` run by node).
 
 mod cluster_support;
+mod raw;
 mod support;
 
 mod cluster;
+mod hardening_identity;
+mod hardening_leaks;
+mod hardening_limits;
 mod hot_reload;
 
 mod rules_determinism;

@@ -219,7 +219,17 @@ async fn malformed_packets_do_not_hurt_the_server() {
     ] {
         let _ = raw.send(Message::text(garbage)).await;
     }
-    let _ = raw.close(None).await;
+    // As Socket.IO's own servers do, a packet that does not parse closes its connection.
+    let closed = tokio::time::timeout(crate::support::PATIENCE, async {
+        loop {
+            match raw.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection was closed");
 
     // The server is still there and unchanged.
     let (status, health) = http(&server, "GET", "/health", None).await;

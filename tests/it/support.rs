@@ -300,20 +300,33 @@ impl Player {
 
     /// Emits with an acknowledgement and returns what the server acknowledged with.
     pub async fn request(&self, event: &str, data: Value) -> Value {
+        self.request_with(event, Payload::Text(vec![data])).await
+    }
+
+    /// Emits an event without any argument (`42["event"]`).
+    pub async fn emit_bare(&self, event: &str) {
+        self.client
+            .emit(event, Payload::Text(Vec::new()))
+            .await
+            .unwrap();
+    }
+
+    /// Emits an event without any argument, with an acknowledgement; returns what the server
+    /// acknowledged with.
+    pub async fn request_bare(&self, event: &str) -> Value {
+        self.request_with(event, Payload::Text(Vec::new())).await
+    }
+
+    async fn request_with(&self, event: &str, payload: Payload) -> Value {
         let (tx, rx) = oneshot::channel();
         let tx = Arc::new(Mutex::new(Some(tx)));
         self.client
-            .emit_with_ack(
-                event,
-                Payload::Text(vec![data]),
-                PATIENCE,
-                move |payload, _| {
-                    if let Some(tx) = tx.lock().unwrap().take() {
-                        let _ = tx.send(first_ack_value(payload));
-                    }
-                    async {}.boxed()
-                },
-            )
+            .emit_with_ack(event, payload, PATIENCE, move |payload, _| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(first_ack_value(payload));
+                }
+                async {}.boxed()
+            })
             .await
             .unwrap();
         tokio::time::timeout(PATIENCE, rx)

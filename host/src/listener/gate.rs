@@ -238,9 +238,14 @@ pub struct GatedIo {
     /// Bytes the client sent behind a connect, read already but not handed over yet.
     held: Vec<u8>,
     waiting: Option<Waiting>,
+    /// The client closed its side while the gate was closed; said once `held` is handed over.
+    ended: bool,
 }
 
 const SWITCHING_PROTOCOLS: &[u8] = b"HTTP/1.1 101 ";
+/// The most a client may send while its frames are held; past that it is not read until the gate
+/// opens.
+const HOLD_LIMIT: usize = 64 * 1024;
 const END_OF_HEAD: u32 = u32::from_be_bytes(*b"\r\n\r\n");
 
 impl GatedIo {
@@ -253,6 +258,7 @@ impl GatedIo {
             writes: FrameScanner::default(),
             held: Vec::new(),
             waiting: None,
+            ended: false,
         }
     }
 
@@ -324,7 +330,26 @@ impl AsyncRead for GatedIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(waiting) = &mut this.waiting {
+        while let Some(waiting) = &mut this.waiting {
+            // Reads on while the gate is closed, so that a connection that ends is noticed now
+            // (the answer to its connect may never be written then).
+            if this.held.len() < HOLD_LIMIT {
+                let mut chunk = [0u8; 1024];
+                let mut ahead = ReadBuf::new(&mut chunk);
+                match Pin::new(&mut this.tcp).poll_read(cx, &mut ahead) {
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Ready(Ok(())) if ahead.filled().is_empty() => {
+                        this.ended = true;
+                        this.waiting = None;
+                        break;
+                    }
+                    Poll::Ready(Ok(())) => {
+                        this.held.extend_from_slice(ahead.filled());
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
             if waiting.deadline.as_mut().poll(cx).is_pending() {
                 waiting.reader = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -338,6 +363,9 @@ impl AsyncRead for GatedIo {
             let admitted = this.admit_read(&held[..offered]);
             buf.put_slice(&held[..admitted]);
             this.held = held[admitted..].to_vec();
+            return Poll::Ready(Ok(()));
+        }
+        if this.ended {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -359,7 +387,14 @@ impl AsyncWrite for GatedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = std::task::ready!(Pin::new(&mut this.tcp).poll_write(cx, buf))?;
+        let written = match std::task::ready!(Pin::new(&mut this.tcp).poll_write(cx, buf)) {
+            Ok(written) => written,
+            Err(error) => {
+                // Nothing more will be written: no answer is coming.
+                this.open_gate();
+                return Poll::Ready(Err(error));
+            }
+        };
         this.observe_written(&buf[..written]);
         Poll::Ready(Ok(written))
     }

@@ -392,7 +392,7 @@ impl RedisStore {
     }
 
     pub async fn queue_counts(&self) -> StoreResult<BTreeMap<i64, usize>> {
-        let pattern = format!("{}waiting:level:*", self.keys.prefix);
+        let pattern = format!("{}waiting:level:*", glob_escape(&self.keys.prefix));
         let keys: Vec<String> = self.scan_keys(&pattern).await?;
         let mut counts = BTreeMap::new();
         for key in keys {
@@ -540,6 +540,11 @@ impl RedisStore {
         self.ok(result)?.map(|raw| parse(&raw)).transpose()
     }
 
+    pub async fn session_count(&self) -> StoreResult<usize> {
+        let pattern = format!("{}session:*", glob_escape(&self.keys.prefix));
+        Ok(self.scan_keys(&pattern).await?.len())
+    }
+
     pub async fn claim_session(&self, fresh: &Session, socket: &str) -> StoreResult<Session> {
         let player = &fresh.player_id;
         let result: Result<String, _> = self
@@ -622,16 +627,44 @@ impl RedisStore {
             .scan_hash::<SocketMapping>(&self.keys.socket_mappings)
             .await?
         {
-            let backed = if mapping.instance_id == instance {
-                live.contains(&socket)
-            } else {
-                alive.contains(&mapping.instance_id)
-            };
+            let backed = crate::store::socket_is_backed(
+                &socket,
+                &mapping.instance_id,
+                instance,
+                live,
+                &alive,
+            );
             if backed {
                 players.insert(mapping.player_id);
             } else {
                 self.remove_socket(&socket, &mapping.instance_id).await?;
                 cleaned.socket_mappings += 1;
+            }
+        }
+
+        // Sessions held by a socket nothing live backs: released, expiring at once (the socket
+        // is gone, and a session a socket holds never expires by itself).
+        let pattern = format!("{}session:*", glob_escape(&self.keys.prefix));
+        let released_at = crate::model::now_ms();
+        for key in self.scan_keys(&pattern).await? {
+            let result: Result<Option<String>, _> = self.conn().get(&key).await;
+            let Some(raw) = self.ok(result)? else {
+                continue;
+            };
+            let Ok(session) = parse::<Session>(&raw) else {
+                tracing::warn!(key, "skipping an unreadable session");
+                continue;
+            };
+            let (Some(socket), Some(owner)) = (&session.socket_id, &session.instance_id) else {
+                continue;
+            };
+            if !crate::store::socket_is_backed(socket, owner, instance, live, &alive)
+                && self
+                    .release_session(&session.player_id, socket, released_at)
+                    .await?
+                    .is_some()
+            {
+                cleaned.sessions += 1;
             }
         }
 
@@ -908,6 +941,18 @@ fn parse<T: DeserializeOwned>(raw: &str) -> StoreResult<T> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// `text` matched literally in a SCAN pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// The adapter's pub/sub needs RESP3 push messages.
 fn with_resp3(url: &str) -> String {
     if url.contains("protocol=") {
@@ -921,7 +966,13 @@ fn with_resp3(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_resp3;
+    use super::{glob_escape, with_resp3};
+
+    #[test]
+    fn a_prefix_is_matched_literally() {
+        assert_eq!(glob_escape("t-1:"), "t-1:");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
 
     #[test]
     fn resp3_is_asked_for_unless_the_url_says_otherwise() {

@@ -166,6 +166,10 @@ impl MemoryStore {
         Ok(self.lock().sessions.get(player).cloned())
     }
 
+    pub async fn session_count(&self) -> StoreResult<usize> {
+        Ok(self.lock().sessions.len())
+    }
+
     pub async fn claim_session(&self, fresh: &Session, socket: &str) -> StoreResult<Session> {
         let mut inner = self.lock();
         let session = inner
@@ -223,6 +227,21 @@ impl MemoryStore {
         inner.sockets.retain(|socket, _| live.contains(socket));
         let socket_mappings = before - inner.sockets.len();
 
+        // Sessions still held by a socket that is gone: released, expiring at once.
+        let released_at = crate::model::now_ms();
+        let mut sessions = 0;
+        for session in inner.sessions.values_mut() {
+            if session
+                .socket_id
+                .as_ref()
+                .is_some_and(|s| !live.contains(s))
+            {
+                session.socket_id = None;
+                session.expires_at = Some(released_at);
+                sessions += 1;
+            }
+        }
+
         let connected: HashSet<PlayerId> = inner
             .sockets
             .values()
@@ -235,6 +254,7 @@ impl MemoryStore {
         matches.retain(|room, _| games.contains_key(room));
         Ok(Cleaned {
             socket_mappings,
+            sessions,
             queue_entries,
             matches: before - matches.len(),
             instances: 0,
@@ -388,6 +408,15 @@ mod tests {
                 level,
             };
             store.join_queue(&entry, "i").await.unwrap();
+            let session = Session {
+                player_id: player.into(),
+                token_sha256: "00".into(),
+                socket_id: None,
+                instance_id: Some("i".into()),
+                room_id: None,
+                expires_at: None,
+            };
+            store.claim_session(&session, socket).await.unwrap();
         }
         store
             .insert_match(&record("gone"), &game("gone", 1), &[])
@@ -400,12 +429,18 @@ mod tests {
             cleaned,
             Cleaned {
                 socket_mappings: 1,
+                sessions: 1,
                 queue_entries: 1,
                 matches: 1,
                 instances: 0
             }
         );
         assert_eq!(store.socket_count().await.unwrap(), 1);
+        let released = store.session("p2").await.unwrap().unwrap();
+        assert_eq!(released.socket_id, None, "p2's socket is gone");
+        assert!(released.expires_at.is_some());
+        let kept = store.session("p1").await.unwrap().unwrap();
+        assert_eq!(kept.socket_id.as_deref(), Some("s1"));
         let queued: usize = store.queue_counts().await.unwrap().values().sum();
         assert_eq!(queued, 1);
         assert_eq!(

@@ -47,6 +47,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cleaned {
     pub socket_mappings: usize,
+    /// Sessions held by a socket nothing live backs, released (their grace starts).
+    pub sessions: usize,
     pub queue_entries: usize,
     pub matches: usize,
     pub instances: usize,
@@ -54,7 +56,7 @@ pub struct Cleaned {
 
 impl Cleaned {
     pub fn total(&self) -> usize {
-        self.socket_mappings + self.queue_entries + self.matches + self.instances
+        self.socket_mappings + self.sessions + self.queue_entries + self.matches + self.instances
     }
 }
 
@@ -130,6 +132,8 @@ delegate! {
     fn prune_finished(&self, cutoff_ms: u64) -> usize;
 
     fn session(&self, player: &str) -> Option<Session>;
+    /// How many sessions are kept, held or in their grace.
+    fn session_count(&self) -> usize;
     /// Marks `socket` as the player's current one (creating the session as `fresh` if there is
     /// none) and cancels any pending expiry; returns the session.
     fn claim_session(&self, fresh: &Session, socket: &str) -> Session;
@@ -143,7 +147,8 @@ delegate! {
 
     /// Removes what nothing live backs: mappings of sockets neither `live` (this instance's
     /// sockets) nor a live instance holds, queue entries of players without a live socket,
-    /// match records without a game, and registrations of dead instances.
+    /// match records without a game, and registrations of dead instances; and releases the
+    /// sessions such sockets held, as if they had disconnected.
     fn cleanup(&self, instance: &str, live: &HashSet<String>) -> Cleaned;
 
     /// Says this instance is alive for another `ttl_ms`.
@@ -174,6 +179,22 @@ delegate! {
     fn module_versions(&self) -> BTreeMap<String, String>;
     /// How many running matches use each version.
     fn matches_by_module(&self) -> BTreeMap<String, usize>;
+}
+
+/// Whether something live holds the socket `socket` of `owner`: this instance (`instance`) if it
+/// is among `live`, or another instance if that instance is `alive`.
+pub fn socket_is_backed(
+    socket: &str,
+    owner: &str,
+    instance: &str,
+    live: &HashSet<String>,
+    alive: &HashSet<String>,
+) -> bool {
+    if owner == instance {
+        live.contains(socket)
+    } else {
+        alive.contains(owner)
+    }
 }
 
 impl Store {
