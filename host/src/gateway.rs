@@ -138,6 +138,9 @@ impl SocketLife {
 
     /// Waits until the socket's mapping and session are stored.
     async fn set_up(&self) {
+        if self.set_up.load(Ordering::SeqCst) {
+            return;
+        }
         loop {
             let notified = self.set_up_now.notified();
             tokio::pin!(notified);

@@ -7,6 +7,8 @@
 //! cargo run --release -p loadgen -- pingpong --urls http://127.0.0.1:3030,http://127.0.0.1:3031 --pairs 50
 //! # memory per idle socket: 1,000 sockets that only connect, RSS of the given server processes
 //! cargo run --release -p loadgen -- idle --urls http://127.0.0.1:3030 --sockets 1000 --pids 1234
+//! # what 10,000 connections that send their connect and reset at once leave behind
+//! cargo run --release -p loadgen -- churn --urls http://127.0.0.1:3030 --connections 10000 --pids 1234
 //! ```
 //!
 //! Bots connect round-robin over the URLs (in `play`, spread over `--ramp-secs`). While it runs, a status line shows progress; at the
@@ -29,6 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+mod churn;
 
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for gamehost")]
@@ -96,6 +100,21 @@ enum Mode {
         pids: Vec<u32>,
         /// How long to let the servers settle before each reading.
         #[arg(long, default_value_t = 3)]
+        settle_secs: u64,
+    },
+    /// Connections that send their connect and reset at once; reports what the servers kept of
+    /// them (mappings, sessions, memory).
+    Churn {
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Server processes whose resident memory to read (from /proc).
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// How long to let the servers settle before the second reading (let it exceed the
+        /// instances' `RECONNECT_GRACE_MS`: released sessions live that long).
+        #[arg(long, default_value_t = 5)]
         settle_secs: u64,
     },
 }
@@ -236,6 +255,12 @@ async fn main() -> Result<()> {
             pids,
             settle_secs,
         } => idle(urls, sockets, pids, Duration::from_secs(settle_secs)).await,
+        Mode::Churn {
+            urls,
+            connections,
+            pids,
+            settle_secs,
+        } => churn::churn(urls, connections, pids, Duration::from_secs(settle_secs)).await,
     }
 }
 
