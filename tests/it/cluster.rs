@@ -3,7 +3,7 @@
 //! key prefix.
 
 use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_prefix};
-use crate::support::{Player, act, http, position, server, settle, strike_each_other};
+use crate::support::{Player, act, http, position, seated, server, settle, strike_each_other};
 use redis::Commands;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -92,12 +92,7 @@ async fn a_thousand_players_joining_at_once_over_three_instances_make_500_matche
     for player in &players {
         assert_eq!(player.count("matchFound"), 1, "{} told once", player.id);
         let found = player.next("matchFound").await;
-        let seated: Vec<&str> = found["players"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["id"].as_str().unwrap())
-            .collect();
+        let seated = seated(&found);
         assert!(
             seated.contains(&player.id.as_str()),
             "told of its own match"

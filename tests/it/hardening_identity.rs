@@ -2,7 +2,7 @@
 //! what a client sends before it is told it is connected is not lost.
 
 use crate::raw::{self, Polling};
-use crate::support::{Player, server, settle};
+use crate::support::{Player, seated, server, settle};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -30,12 +30,7 @@ async fn another_players_id_opens_no_polling_session() {
         .await;
     let room = room.as_str().unwrap().to_string();
     let found = rival.next("matchFound").await;
-    let seen: Vec<&str> = found["players"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let seen = seated(&found);
     assert!(
         seen.contains(&victim_id.as_str()),
         "the rival learns {seen:?}"

@@ -3,7 +3,7 @@
 
 use crate::cluster_support::HostProcess;
 use crate::raw;
-use crate::support::{Endpoint, PATIENCE, Player, http, module_bytes, server};
+use crate::support::{PATIENCE, Player, activate, http, module_bytes, server, upload};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -221,17 +221,6 @@ fn many_functions(count: u32) -> Vec<u8> {
     module.finish()
 }
 
-async fn upload(host: &impl Endpoint, game: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/rules/{game}", host.url()))
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_too_costly_to_compile_is_refused_uncompiled() {
     let host = HostProcess::standalone(&[]).await;
@@ -241,7 +230,7 @@ async fn a_module_too_costly_to_compile_is_refused_uncompiled() {
         module.len() < 1 << 20,
         "small: its function count refuses it"
     );
-    let (status, answer) = upload(&host, "wizard-battle", module).await;
+    let (status, answer) = upload(&host, "wizard-battle", module, None).await;
     assert_eq!(status, 422, "{answer}");
     let error = answer["error"].as_str().unwrap();
     assert!(error.contains("200000 functions"), "{error}");
@@ -256,6 +245,7 @@ async fn a_module_too_costly_to_compile_is_refused_uncompiled() {
         &host,
         "wizard-battle",
         module_bytes("rules", "wizard-battle"),
+        None,
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -266,7 +256,7 @@ async fn a_game_name_is_a_plain_word() {
     let server = server(|_| {}).await;
     let bytes = module_bytes("rules", "wizard-battle");
     for name in ["..%2F..%2Ftmp%2Fpwn", "Wizard", "a%20b", "-x"] {
-        let (status, answer) = upload(&server, name, bytes.clone()).await;
+        let (status, answer) = upload(&server, name, bytes.clone(), None).await;
         assert_eq!(status, 400, "{name}: {answer}");
         assert!(
             answer["error"]
@@ -281,11 +271,6 @@ async fn a_game_name_is_a_plain_word() {
     assert_eq!(games, ["wizard-battle"], "nothing was relabelled");
     let active = rules["games"]["wizard-battle"]["active"].clone();
     assert!(active.is_string(), "{rules}");
-    let rollback = reqwest::Client::new()
-        .put(format!("{}/rules/wizard-battle/active", server.url()))
-        .json(&json!({ "version": active }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rollback.status().as_u16(), 200);
+    let (status, answer) = activate(&server, "wizard-battle", active.as_str().unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
 }

@@ -3,8 +3,8 @@
 
 use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
 use crate::support::{
-    Endpoint, Player, act, http, matched_pair, module_bytes, position, server, settle,
-    strike_each_other, variant, wat_bytes,
+    Endpoint, Player, act, activate, http, matched_pair, module_bytes, position, server, settle,
+    strike_each_other, upload, variant, wat_bytes,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -49,33 +49,6 @@ fn install_file(dir: &Path, name: &str, bytes: &[u8]) {
     let temp = dir.join(format!(".{name}.part"));
     std::fs::write(&temp, bytes).unwrap();
     std::fs::rename(&temp, dir.join(name)).unwrap();
-}
-
-async fn upload(server: &impl Endpoint, bytes: Vec<u8>, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/rules/{GAME}", server.url()))
-        .body(bytes);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn activate(server: &impl Endpoint, version: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/rules/{GAME}/active", server.url()))
-        .json(&json!({ "version": version }))
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
 }
 
 async fn active_version(server: &impl Endpoint) -> Value {
@@ -183,7 +156,7 @@ async fn an_upload_reaches_every_instance_pins_running_matches_and_rolls_back() 
     b.next("view").await;
     let v2_bytes = variant(&v1_bytes, "2");
     let v2 = version_of(&v2_bytes);
-    let (status, answer) = upload(&servers[1], v2_bytes, None).await;
+    let (status, answer) = upload(&servers[1], GAME, v2_bytes, None).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer,
@@ -211,7 +184,7 @@ async fn an_upload_reaches_every_instance_pins_running_matches_and_rolls_back() 
     assert_eq!(running(&v1), Some(json!(0)), "{rules}");
 
     // Rollback, asked of yet another instance, reaches all; new matches get v1 again.
-    let (status, answer) = activate(&servers[2], &v1).await;
+    let (status, answer) = activate(&servers[2], GAME, &v1).await;
     assert_eq!(status, 200, "{answer}");
     everywhere_active(&all, &v1).await;
     let (e, _f, third_room) = matched_pair(&servers[0], 1).await;
@@ -259,7 +232,7 @@ async fn a_module_written_to_the_folder_runs_everywhere_even_where_the_file_neve
     // put the file's version back when it is merely read or touched.
     let v4_bytes = variant(&v1_bytes, "upload-4");
     let v4 = version_of(&v4_bytes);
-    assert_eq!(upload(&b, v4_bytes, None).await.0, 200);
+    assert_eq!(upload(&b, GAME, v4_bytes, None).await.0, 200);
     everywhere_active(&both, &v4).await;
     let _ = std::fs::read(watched.join("wizard-battle.wasm")).unwrap();
     std::fs::OpenOptions::new()
@@ -283,14 +256,14 @@ async fn broken_modules_are_refused_and_the_active_version_stays() {
         (wat_bytes("missing_export"), "export"),
         (wat_bytes("traps_in_setup"), "trial"),
     ] {
-        let (status, answer) = upload(&server, bytes, token).await;
+        let (status, answer) = upload(&server, GAME, bytes, token).await;
         assert_eq!(status, 422, "{answer}");
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(error.contains(says), "{error:?} should mention {says:?}");
         assert_eq!(active_version(&server).await, v1.as_str());
     }
     // Only admins upload or roll back.
-    let (status, _) = upload(&server, module_bytes("rules", GAME), None).await;
+    let (status, _) = upload(&server, GAME, module_bytes("rules", GAME), None).await;
     assert_eq!(status, 401);
     let response = reqwest::Client::new()
         .put(format!("{}/rules/{GAME}/active", server.url()))
@@ -372,7 +345,7 @@ async fn a_swap_pins_matches_unless_the_new_version_migrates_them_at_a_round_bou
     // v2 cannot migrate: a round boundary leaves the match on v1, which it finishes on.
     let v2_bytes = without_migrations(&variant(&v1_bytes, "pinned"));
     let v2 = version_of(&v2_bytes);
-    assert_eq!(upload(&servers[1], v2_bytes, None).await.0, 200);
+    assert_eq!(upload(&servers[1], GAME, v2_bytes, None).await.0, 200);
     everywhere_active(&all, &v2).await;
     play_a_round(&a1, &a2, &pinned_room).await;
     settle().await;
@@ -397,7 +370,7 @@ async fn a_swap_pins_matches_unless_the_new_version_migrates_them_at_a_round_bou
     // v3 migrates: the other v1 match stays on v1 until its round ends, then moves to v3.
     let v3_bytes = variant(&v1_bytes, "migrating");
     let v3 = version_of(&v3_bytes);
-    assert_eq!(upload(&servers[2], v3_bytes, None).await.0, 200);
+    assert_eq!(upload(&servers[2], GAME, v3_bytes, None).await.0, 200);
     everywhere_active(&all, &v3).await;
     assert_eq!(
         module_of(&b1, &moving_room).await,

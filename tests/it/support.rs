@@ -419,3 +419,47 @@ pub async fn http(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// `POST /rules/<game>` with a module's bytes: status and JSON answer.
+pub async fn upload(
+    server: &impl Endpoint,
+    game: &str,
+    bytes: Vec<u8>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/rules/{game}", server.url()))
+        .body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// `PUT /rules/<game>/active {version}`: status and JSON answer.
+pub async fn activate(server: &impl Endpoint, game: &str, version: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/rules/{game}/active", server.url()))
+        .json(&json!({ "version": version }))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// The ids of the players a `matchFound` seats.
+pub fn seated(found: &Value) -> Vec<&str> {
+    found["players"]
+        .as_array()
+        .expect("matchFound lists its players")
+        .iter()
+        .map(|p| p["id"].as_str().expect("a player id"))
+        .collect()
+}
