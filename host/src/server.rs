@@ -234,7 +234,7 @@ async fn run_until(
     let served = crate::listener::serve(
         listener,
         app,
-        config.connection_limits.clone().within_open_file_limit(),
+        config.connection_limits.clone().fitted(),
         closing,
         Duration::from_secs(5),
     )

@@ -133,15 +133,20 @@ impl HostProcess {
         let url = redis.url();
         let mut shared = vec![("REDIS_URL", url.as_str()), ("REDIS_PREFIX", prefix)];
         shared.extend_from_slice(env);
-        HostProcess::start(&shared).await
+        HostProcess::start(&shared, None).await
     }
 
     /// A `gamehost` process on its own, in memory.
     pub async fn standalone(env: &[(&str, &str)]) -> HostProcess {
-        HostProcess::start(env).await
+        HostProcess::start(env, None).await
     }
 
-    async fn start(env: &[(&str, &str)]) -> HostProcess {
+    /// A `gamehost` process on its own that may open at most `files` files (`ulimit -n`).
+    pub async fn standalone_with_open_files(files: u32, env: &[(&str, &str)]) -> HostProcess {
+        HostProcess::start(env, Some(files)).await
+    }
+
+    async fn start(env: &[(&str, &str)], open_files: Option<u32>) -> HostProcess {
         let binary = std::env::var_os("GAMEHOST_BIN")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| target_dir().join("debug/gamehost"));
@@ -152,7 +157,18 @@ impl HostProcess {
         );
         let port = free_port();
         let instance_id = format!("proc-{port}");
-        let child = Command::new(&binary)
+        let mut command = match open_files {
+            None => Command::new(&binary),
+            Some(files) => {
+                let mut limited = Command::new("bash");
+                limited
+                    .arg("-c")
+                    .arg(format!("ulimit -n {files} && exec \"$0\""))
+                    .arg(&binary);
+                limited
+            }
+        };
+        let child = command
             .env("APP_PORT", port.to_string())
             .env("BIND_ADDR", "127.0.0.1")
             .env("RULES_DIR", target_dir().join("rules"))

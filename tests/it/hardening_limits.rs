@@ -133,6 +133,26 @@ async fn the_total_is_capped_and_freed_by_the_header_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_out_of_descriptors_still_serves_honest_clients() {
+    // As found: 520 trickling connections against a limit of 512 open files took every
+    // descriptor, and nobody else was served.
+    let host = HostProcess::standalone_with_open_files(512, &[]).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", host.port).parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..520 {
+        held.push(trickle([127, 0, 0, 2], addr).await);
+    }
+    let (status, _) = http(&host, "GET", "/health/live", None).await;
+    assert_eq!(status, 200);
+    let player = Player::connect(&host).await;
+    let answer = player
+        .request("joinMatchmaking", json!({ "level": 1 }))
+        .await;
+    assert_eq!(answer, Value::Null);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_is_refused_before_its_body_is_read() {
     let server = server(|c| c.admin_token = Some("s3cret".into())).await;
     let head = |authorization: &str| {

@@ -55,9 +55,10 @@ impl Default for ConnectionLimits {
 const RESERVED_DESCRIPTORS: usize = 256;
 
 impl ConnectionLimits {
-    /// These limits, with the global one lowered below the process's open-file limit if it is
-    /// above it: past that limit every `accept` fails and nobody is served.
-    pub fn within_open_file_limit(mut self) -> Self {
+    /// These limits as they can hold: the global one below the process's open-file limit (past
+    /// that every `accept` fails and nobody is served), and one address's share at most half of
+    /// the global one (so that one address can never take every place).
+    pub fn fitted(mut self) -> Self {
         if let Some(files) = open_file_limit() {
             let room = files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
             if self.max_connections == 0 || self.max_connections > room {
@@ -68,6 +69,17 @@ impl ConnectionLimits {
                     "MAX_CONNECTIONS lowered below the open-file limit (raise `ulimit -n` to hold more)"
                 );
                 self.max_connections = room;
+            }
+        }
+        if self.max_connections > 0 && self.max_per_address > 0 {
+            let half = (self.max_connections / 2).max(1);
+            if self.max_per_address > half {
+                tracing::info!(
+                    configured = self.max_per_address,
+                    lowered_to = half,
+                    "MAX_CONNECTIONS_PER_ADDR lowered to half of MAX_CONNECTIONS"
+                );
+                self.max_per_address = half;
             }
         }
         self
@@ -313,6 +325,22 @@ mod tests {
             slots.lock().by_address.is_empty(),
             "nothing kept per address"
         );
+    }
+
+    #[test]
+    fn one_address_gets_half_the_places_at_most() {
+        let limits = ConnectionLimits {
+            max_connections: 100,
+            max_per_address: 1_000,
+            header_read_timeout: Duration::from_secs(1),
+        }
+        .fitted();
+        assert_eq!(limits.max_per_address, 50);
+        let off = ConnectionLimits {
+            max_per_address: 0,
+            ..limits.clone()
+        };
+        assert_eq!(off.fitted().max_per_address, 0, "off stays off");
     }
 
     #[test]
