@@ -466,9 +466,12 @@ impl RulesEngine {
         self.measure(bytes)?;
         let module = Module::new(&self.compiler(tier).engine, bytes)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")));
-        // Compiling allocates tens of megabytes for a large module; the allocator would keep
-        // them for the process's life, and compiles are rare.
-        give_back_freed_memory();
+        // Compiling a large module allocates hundreds of megabytes, which the allocator would
+        // keep for the process's life. Trimming walks every heap under its lock, so it is kept
+        // for the modules whose compilation is worth it.
+        if bytes.len() >= TRIM_AFTER_MODULE_BYTES {
+            give_back_freed_memory();
+        }
         Ok((tier, module?))
     }
 
@@ -1052,6 +1055,9 @@ fn classify_trap(error: wasmtime::Error, store: &Store<CallState>, limits: &Limi
         CallError::Trapped(format!("{error:#}"))
     }
 }
+
+/// Modules from this size up have their compiler's memory handed back to the system after.
+const TRIM_AFTER_MODULE_BYTES: usize = 1 << 20;
 
 /// Hands the memory the allocator holds free back to the system (glibc keeps freed memory for
 /// reuse; after a compilation that is tens of megabytes nothing reuses).

@@ -223,14 +223,19 @@ async fn a_huge_websocket_message_closes_its_connection_unread() {
     assert_eq!(answer, Value::Null);
 }
 
-/// A valid module of `count` empty functions (and nothing a rules module needs).
-fn many_functions(count: u32) -> Vec<u8> {
+/// A valid module of `count` functions of `work` instructions pairs each (and nothing a rules
+/// module needs).
+fn many_functions(count: u32, work: usize) -> Vec<u8> {
     use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, Module, TypeSection};
     let mut types = TypeSection::new();
     types.ty().function([], []);
     let mut functions = FunctionSection::new();
     let mut code = CodeSection::new();
     let mut body = Function::new([]);
+    for _ in 0..work {
+        body.instruction(&Instruction::I32Const(1));
+        body.instruction(&Instruction::Drop);
+    }
     body.instruction(&Instruction::End);
     for _ in 0..count {
         functions.function(0);
@@ -245,7 +250,7 @@ fn many_functions(count: u32) -> Vec<u8> {
 async fn a_module_too_costly_to_compile_is_refused_uncompiled() {
     let host = HostProcess::standalone(&[]).await;
     let before = host.rss_kib();
-    let module = many_functions(200_000);
+    let module = many_functions(200_000, 0);
     assert!(
         module.len() < 1 << 20,
         "small: its function count refuses it"
@@ -260,6 +265,19 @@ async fn a_module_too_costly_to_compile_is_refused_uncompiled() {
         "refusing it grew the server by {grown_kib} KiB"
     );
 
+    // One within both limits is compiled (and refused, for it is no rules module): the
+    // compiler's memory is handed back after.
+    let big = many_functions(19_000, 120);
+    assert!(big.len() > 4 << 20, "{} bytes", big.len());
+    let before = host.rss_kib();
+    let (status, answer) = upload(&host, "wizard-battle", big, None).await;
+    assert_eq!(status, 422, "{answer}");
+    let grown_kib = host.rss_kib().saturating_sub(before);
+    // Without handing it back: about 80 MiB more (debug build).
+    assert!(
+        grown_kib < 32 << 10,
+        "compiling it grew the server by {grown_kib} KiB"
+    );
     // Wizard battle itself is well within both limits.
     let (status, answer) = upload(
         &host,
