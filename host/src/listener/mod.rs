@@ -7,7 +7,7 @@
 //! * a deadline for a request's headers ([`ConnectionLimits::header_read_timeout`]): a client
 //!   that trickles them, or sends nothing, is disconnected (axum's own `serve` sets none);
 //! * TCP_NODELAY on every connection (events are small and latency is the point);
-//! * the websocket gate ([`gate`]): an event sent right behind a Socket.IO `connect` packet waits
+//! * the websocket gate (`gate`): an event sent right behind a Socket.IO `connect` packet waits
 //!   for the connection to be accepted, instead of arriving before the socket exists.
 //!
 //! A connection's slot is held by the connection itself, so it is given back when the connection

@@ -29,7 +29,7 @@ pub struct Bus {
 pub struct BusError(#[from] redis::RedisError);
 
 impl Bus {
-    /// A bus that delivers locally only, until [`Bus::attach`] gives it a connection.
+    /// A bus that delivers locally only, until `Bus::attach` gives it a connection.
     pub fn new() -> Self {
         Bus::default()
     }

@@ -1,0 +1,337 @@
+//! Who a socket is, and its life from connect to departure: a new player named after its
+//! socket, or a known one resumed by its token; its mapping and session stored once it is
+//! connected and removed when it goes, whenever that is; shutdown and write-back.
+
+use super::{Gateway, Sock, player_room};
+use crate::model::{PlayerId, Session, SocketMapping, now_ms};
+use governor::RateLimiter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Who a socket speaks for; set by the connect middleware.
+#[derive(Clone)]
+pub(super) struct Identity {
+    pub(super) player: PlayerId,
+    token: String,
+    resumed: bool,
+}
+
+/// Where a socket is in its life. Its handlers are registered before it is connected (so that
+/// nothing it sends, and no disconnection, can come before them), but its mapping and session are
+/// stored once it is: events and the disconnection wait for that, so that a socket that closes
+/// at any moment leaves nothing behind.
+#[derive(Default)]
+pub(super) struct SocketLife {
+    set_up: AtomicBool,
+    set_up_now: Notify,
+    /// Its departure was handled (it closed, or shutdown let it go): each socket goes once.
+    gone: AtomicBool,
+}
+
+impl SocketLife {
+    fn mark_set_up(&self) {
+        self.set_up.store(true, Ordering::SeqCst);
+        self.set_up_now.notify_waiters();
+    }
+
+    /// Waits until the socket's mapping and session are stored.
+    pub(super) async fn set_up(&self) {
+        if self.set_up.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            let notified = self.set_up_now.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.set_up.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// How long a closing socket waits for its own set-up. A socket whose connection failed before
+/// it was connected is never set up, and has nothing stored either.
+const SET_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// What a client may present in the handshake `auth` to come back as the same player.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Claim {
+    player_id: Option<String>,
+    resume_token: Option<String>,
+}
+
+/// A refusal at connection time; the client gets it as `connect_error` with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+impl Gateway {
+    /// Decides who a new socket is: the player whose valid resume token it presents, or a new
+    /// player named after the socket (as the original did).
+    pub(super) async fn identify(&self, socket: &Sock, auth: Value) -> Result<(), Refused> {
+        if self.inner.draining.load(Ordering::Relaxed) {
+            return Err(Refused(
+                "this instance is shutting down; connect to another one".into(),
+            ));
+        }
+        let claim = match auth {
+            Value::Null => Claim {
+                player_id: None,
+                resume_token: None,
+            },
+            Value::Object(_) => Claim::deserialize(&auth)
+                .map_err(|e| Refused(format!("the handshake auth is not valid: {e}")))?,
+            _ => return Err(Refused("the handshake auth must be an object".into())),
+        };
+        let identity = match (claim.player_id, claim.resume_token) {
+            (None, None) => Identity {
+                player: socket.id.to_string(),
+                token: new_token(),
+                resumed: false,
+            },
+            (Some(player), Some(token)) => {
+                let session = self.store().session(&player).await.map_err(|e| {
+                    Refused(format!(
+                        "cannot check the resume token now ({e}); try again"
+                    ))
+                })?;
+                let valid = session.is_some_and(|s| s.token_sha256 == sha256_hex(&token));
+                if !valid {
+                    return Err(Refused(
+                        "unknown player or wrong resume token; connect without auth to start as a new player"
+                            .into(),
+                    ));
+                }
+                Identity {
+                    player,
+                    token,
+                    resumed: true,
+                }
+            }
+            _ => {
+                return Err(Refused(
+                    "playerId and resumeToken must be presented together".into(),
+                ));
+            }
+        };
+        socket.extensions.insert(identity);
+        socket
+            .extensions
+            .insert(Arc::new(RateLimiter::direct(self.inner.quota)));
+        socket.extensions.insert(Arc::new(SocketLife::default()));
+        // Before the socket is connected: whatever it sends, and its disconnection, find them.
+        self.register_handlers(socket);
+        Ok(())
+    }
+
+    /// Whether the socket `sid` is connected to `namespace` here.
+    pub fn is_connected(&self, namespace: &str, sid: &str) -> bool {
+        let Ok(sid) = sid.parse() else {
+            return false;
+        };
+        self.inner
+            .io
+            .of(namespace)
+            .is_some_and(|namespace| namespace.get_socket(sid).is_some())
+    }
+
+    fn mapping(&self, socket: &str, player: &str, room: Option<String>) -> SocketMapping {
+        SocketMapping {
+            socket_id: socket.to_string(),
+            instance_id: self.inner.instance_id.clone(),
+            room_id: room,
+            player_id: player.to_string(),
+        }
+    }
+
+    pub(super) async fn connected(&self, socket: Sock) {
+        let life: Arc<SocketLife> = socket.extensions.get().expect("identify ran first");
+        self.set_up(&socket).await;
+        life.mark_set_up();
+        // It may have closed before its disconnection could be handled (see `SocketLife`).
+        if !socket.connected() {
+            self.disconnected(socket).await;
+        }
+    }
+
+    /// Stores a new socket's mapping and session, tells it who it is, and resumes its match.
+    async fn set_up(&self, socket: &Sock) {
+        let identity: Identity = socket.extensions.get().expect("identify ran first");
+        let socket_id = socket.id.to_string();
+        let player = identity.player.clone();
+        socket.join(player_room(&player));
+
+        if let Err(error) = self
+            .store()
+            .put_socket(&self.mapping(&socket_id, &player, None))
+            .await
+        {
+            tracing::warn!(socket = %socket_id, %error, "socket mapping not stored");
+        }
+        let fresh = Session {
+            player_id: player.clone(),
+            token_sha256: sha256_hex(&identity.token),
+            socket_id: Some(socket_id.clone()),
+            instance_id: Some(self.inner.instance_id.clone()),
+            room_id: None,
+            expires_at: None,
+        };
+        let session = match self.store().claim_session(&fresh, &socket_id).await {
+            Ok(session) => session,
+            Err(error) => {
+                // Playing on is possible; resuming this identity later may not be.
+                tracing::warn!(player, %error, "session not stored");
+                fresh
+            }
+        };
+
+        let _ = socket.emit(
+            "session",
+            &json!({ "playerId": player, "resumeToken": identity.token, "socketId": socket_id }),
+        );
+        tracing::debug!(socket = %socket_id, player, resumed = identity.resumed, "connected");
+
+        if let Some(room) = session.room_id.filter(|_| identity.resumed) {
+            match self
+                .inner
+                .matches
+                .reconnected(&room, &player, &socket_id)
+                .await
+            {
+                Ok(resumed) => {
+                    let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
+                    socket.join(room.clone());
+                    let turn = resumed.game.turn;
+                    let ends = resumed.game.round_ends_at;
+                    let state = resumed.game.for_player(resumed.view.clone());
+                    let _ = socket.emit(
+                        "resumed",
+                        &json!({ "roomId": room, "turn": turn, "view": resumed.view, "roundEndsAt": ends, "state": state }),
+                    );
+                }
+                Err(error) => tracing::warn!(player, room, %error, "could not resume"),
+            }
+        }
+    }
+
+    pub(super) async fn disconnected(&self, socket: Sock) {
+        let Some(identity) = socket.extensions.get::<Identity>() else {
+            return;
+        };
+        let Some(life) = socket.extensions.get::<Arc<SocketLife>>() else {
+            return;
+        };
+        // What it stored is removed only after it was stored.
+        if tokio::time::timeout(SET_UP_WAIT, life.set_up())
+            .await
+            .is_err()
+        {
+            tracing::debug!(socket = %socket.id, "closed before it was set up");
+        }
+        // Shutdown lets sockets go itself before closing them; each goes once.
+        if life.gone.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let socket_id = socket.id.to_string();
+        let instance = self.inner.instance_id.clone();
+        self.socket_gone(&socket_id, &identity.player, &instance)
+            .await;
+    }
+
+    /// A socket of `player` held by `instance` is gone (closed, or its instance died): forget
+    /// its mapping and, if it was the player's current socket, take the player out of the queue
+    /// and start its reconnection grace in its match.
+    pub async fn socket_gone(&self, socket_id: &str, player: &str, instance: &str) {
+        if let Err(error) = self.store().remove_socket(socket_id, instance).await {
+            tracing::warn!(socket = socket_id, %error, "socket mapping not removed");
+        }
+        let expires = now_ms() + self.grace().as_millis() as u64;
+        let session = match self
+            .store()
+            .release_session(player, socket_id, expires)
+            .await
+        {
+            Ok(Some(session)) => session,
+            // A socket the player has already replaced no longer speaks for it.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(player, %error, "session not released");
+                return;
+            }
+        };
+        if let Err(error) = self.store().leave_queue(player).await {
+            tracing::warn!(player, %error, "queue entry not removed");
+        }
+        if let Some(room) = session.room_id {
+            self.inner
+                .matches
+                .disconnected(&room, player, socket_id)
+                .await;
+        }
+        tracing::debug!(socket = socket_id, player, "disconnected");
+    }
+
+    /// Lets every socket of this instance go as if it had closed (mappings, queue entries,
+    /// grace in its match), so its players can resume elsewhere; then stops taking new ones.
+    pub async fn drain(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+        let sockets = self.local_sockets();
+        let mut pending = Vec::new();
+        for socket in sockets {
+            let gateway = self.clone();
+            pending.push(tokio::spawn(
+                async move { gateway.disconnected(socket).await },
+            ));
+        }
+        for task in pending {
+            let _ = task.await;
+        }
+    }
+
+    /// Puts this instance's socket mappings and sessions back into the store, e.g. after Redis
+    /// came back without them.
+    pub async fn write_back(&self) {
+        for socket in self.local_sockets() {
+            let Some(identity) = socket.extensions.get::<Identity>() else {
+                continue;
+            };
+            let socket_id = socket.id.to_string();
+            let room = self.inner.matches.local_room_of(&identity.player);
+            let mapping = self.mapping(&socket_id, &identity.player, room.clone());
+            let fresh = Session {
+                player_id: identity.player.clone(),
+                token_sha256: sha256_hex(&identity.token),
+                socket_id: Some(socket_id.clone()),
+                instance_id: Some(self.inner.instance_id.clone()),
+                room_id: room,
+                expires_at: None,
+            };
+            let stored = async {
+                self.store().put_socket(&mapping).await?;
+                self.store().claim_session(&fresh, &socket_id).await
+            };
+            if let Err(error) = stored.await {
+                tracing::warn!(socket = socket_id, %error, "write-back of a socket failed");
+                return;
+            }
+        }
+    }
+}
+
+/// A fresh resume token: 256 random bits, hex.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
