@@ -16,6 +16,9 @@ use socketioxide_redis::drivers::Driver;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Batches of expired sessions one sweep takes at most (a Redis batch is 100 sessions).
+const MAX_EXPIRY_BATCHES_PER_TICK: usize = 50;
+
 #[derive(Clone)]
 pub struct Cluster {
     pub store: Arc<Store>,
@@ -197,16 +200,24 @@ impl Cluster {
         loop {
             tick.tick().await;
             let now = now_ms();
-            match self.store.expire_sessions(now).await {
-                Ok(expired) => {
-                    for session in expired {
-                        tracing::debug!(player = session.player_id, "session expired");
-                        if let Some(room) = &session.room_id {
-                            self.matches.forfeit(room, &session.player_id).await;
+            // The store hands expired sessions out in batches: take them all, so that a wave
+            // of departures (thousands of sockets gone at once) does not linger.
+            for _ in 0..MAX_EXPIRY_BATCHES_PER_TICK {
+                match self.store.expire_sessions(now).await {
+                    Ok(expired) if expired.is_empty() => break,
+                    Ok(expired) => {
+                        for session in expired {
+                            tracing::debug!(player = session.player_id, "session expired");
+                            if let Some(room) = &session.room_id {
+                                self.matches.forfeit(room, &session.player_id).await;
+                            }
                         }
                     }
+                    Err(error) => {
+                        tracing::debug!(%error, "session sweep skipped");
+                        break;
+                    }
                 }
-                Err(error) => tracing::debug!(%error, "session sweep skipped"),
             }
             if now.saturating_sub(last_prune) >= 1_000 {
                 last_prune = now;
