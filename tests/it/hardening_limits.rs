@@ -3,7 +3,7 @@
 
 use crate::cluster_support::HostProcess;
 use crate::raw;
-use crate::support::{PATIENCE, Player, activate, http, module_bytes, server, upload};
+use crate::support::{Endpoint, PATIENCE, Player, activate, http, module_bytes, server, upload};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -55,6 +55,17 @@ async fn status_line(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).trim_end().to_string()
 }
 
+/// An honest client from 127.0.0.1 is served, over HTTP and Socket.IO.
+async fn serves_honest_clients(server: &impl Endpoint) {
+    let (status, _) = http(server, "GET", "/health/live", None).await;
+    assert_eq!(status, 200);
+    let player = Player::connect(server).await;
+    let answer = player
+        .request("joinMatchmaking", json!({ "level": 1 }))
+        .await;
+    assert_eq!(answer, Value::Null);
+}
+
 /// Starts sending a request's headers and goes on a byte every 100 ms; returns the reading half.
 async fn trickle(from: [u8; 4], server: SocketAddr) -> tokio::net::tcp::OwnedReadHalf {
     let (read, mut write) = connect_from(from, server).await.into_split();
@@ -88,14 +99,8 @@ async fn one_address_cannot_take_every_connection_and_slow_headers_are_cut_off()
         .await;
     assert_eq!(until_closed(&mut eleventh).await, "");
 
-    // Meanwhile honest clients are served, over HTTP and Socket.IO.
-    let (status, _) = http(&server, "GET", "/health/live", None).await;
-    assert_eq!(status, 200);
-    let player = Player::connect(&server).await;
-    let answer = player
-        .request("joinMatchmaking", json!({ "level": 1 }))
-        .await;
-    assert_eq!(answer, Value::Null);
+    // Meanwhile honest clients are served.
+    serves_honest_clients(&server).await;
 
     // The tricklers never finish their headers: each is disconnected, unanswered.
     for mut connection in held {
@@ -137,18 +142,12 @@ async fn a_process_out_of_descriptors_still_serves_honest_clients() {
     // As found: 520 trickling connections against a limit of 512 open files took every
     // descriptor, and nobody else was served.
     let host = HostProcess::standalone_with_open_files(512, &[]).await;
-    let addr: SocketAddr = format!("127.0.0.1:{}", host.port).parse().unwrap();
+    let addr = host.addr();
     let mut held = Vec::new();
     for _ in 0..520 {
         held.push(trickle([127, 0, 0, 2], addr).await);
     }
-    let (status, _) = http(&host, "GET", "/health/live", None).await;
-    assert_eq!(status, 200);
-    let player = Player::connect(&host).await;
-    let answer = player
-        .request("joinMatchmaking", json!({ "level": 1 }))
-        .await;
-    assert_eq!(answer, Value::Null);
+    serves_honest_clients(&host).await;
     drop(held);
 }
 
@@ -190,7 +189,7 @@ async fn an_upload_is_refused_before_its_body_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_websocket_message_closes_its_connection_unread() {
     let host = HostProcess::standalone(&[]).await;
-    let addr: SocketAddr = format!("127.0.0.1:{}", host.port).parse().unwrap();
+    let addr = host.addr();
     let bystander = Player::connect(&host).await;
     let mut ws = raw::websocket(addr).await;
     ws.send(Message::text("40")).await.unwrap();
