@@ -24,9 +24,24 @@
 //! | export | signature | meaning |
 //! |---|---|---|
 //! | [`EXPORT_MIGRATE`] | `(ptr: i32, len: i32) -> i64` | [`MigrateInput`] in, `Reply<Transition>` out: the state of a match another version of this game started, carried over to this version (no events), or `Rejected` with code `cannot_migrate` |
+//! | [`EXPORT_DESCRIBE`] | `(ptr: i32, len: i32) -> i64` | JSON `null` in, `Reply<Description>` out: the game's name, how many players a match seats, its round timeout and its modes |
 //!
-//! A host moves a running match to a newly active version only through this export, and only at
-//! a round boundary; without it, a match stays on the version it started with.
+//! A host moves a running match to a newly active version only through the migration export,
+//! and only at a round boundary; without it, a match stays on the version it started with.
+//!
+//! A host asks a module to describe itself once, when it loads it. A module without
+//! [`EXPORT_DESCRIBE`] (built before it existed) is taken to be a game of exactly two players,
+//! named as it was installed, with the host's round timeout and one mode, `default`, whose
+//! configuration is `null`. A module that describes itself is installed only under the name it
+//! gives.
+//!
+//! # Changes within version 1
+//!
+//! Optional exports are added without changing [`ABI_VERSION`]: a module built before one
+//! existed loads as it did.
+//!
+//! * [`EXPORT_MIGRATE`]: carries running matches over to a new version.
+//! * [`EXPORT_DESCRIBE`]: a module says what game it is ([`Description`]).
 //!
 //! A module may import exactly one function, and nothing else (no WASI, no clock, no host state):
 //!
@@ -91,6 +106,9 @@ pub const EXPORT_VIEW: &str = "gamehost_view";
 
 /// Optional: `(ptr, len) -> i64`, [`MigrateInput`] in, `Reply<Transition>` out.
 pub const EXPORT_MIGRATE: &str = "gamehost_migrate";
+
+/// Optional: `(ptr, len) -> i64`, JSON `null` in, `Reply<Description>` out.
+pub const EXPORT_DESCRIBE: &str = "gamehost_describe";
 
 /// Every required operation export, in the order the host checks them.
 pub const OPERATION_EXPORTS: [&str; 5] = [
@@ -176,6 +194,39 @@ pub struct LeaveInput<S> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MigrateInput<S> {
     pub state: S,
+}
+
+/// What [`EXPORT_DESCRIBE`] answers: what game a module is. `C` is the game's match
+/// configuration, as in [`SetupInput`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Description<C> {
+    /// The game's name (1 to 64 of `a-z`, `0-9`, `-`, `_`): the module is installed under this
+    /// name only.
+    pub name: String,
+    /// How many players a match seats.
+    pub players: PlayerCount,
+    /// How long a round may take before the host times it out, in milliseconds; absent: the
+    /// host's own setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_timeout_ms: Option<u64>,
+    /// The settings a queue can ask for by name; the first is the default. At least one.
+    pub modes: Vec<Mode<C>>,
+}
+
+/// How many players a match seats: `min..=max`, `1 <= min <= max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerCount {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// A named match configuration, e.g. a bigger map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mode<C> {
+    pub name: String,
+    /// Passed as [`SetupInput::config`] to matches of this mode.
+    pub config: C,
 }
 
 /// Input of [`EXPORT_VIEW`].

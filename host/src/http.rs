@@ -132,7 +132,10 @@ async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppEr
                 .iter()
                 .find(|v| v.active)
                 .map(|v| v.version.clone());
-            (game, json!({ "active": active, "versions": versions }))
+            let description = state.modules.description(&game);
+            let listed =
+                json!({ "active": active, "description": description, "versions": versions });
+            (game, listed)
         })
         .collect();
     Ok(Json(json!({ "games": games })))

@@ -88,11 +88,22 @@ pub fn payload<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
 pub struct MatchSettings {
     /// The game new matches play.
     pub game: String,
-    /// How long a round may take before it resolves with what was submitted.
+    /// How long a round may take before it resolves with what was submitted, unless the game
+    /// says otherwise ([`MatchSettings::round_timeout_of`]).
     pub round_timeout: Duration,
     /// How long a disconnected player has to come back before forfeiting.
     pub reconnect_grace: Duration,
     pub instance_id: String,
+}
+
+impl MatchSettings {
+    /// A round's time in matches of `module`: the game's own, if its description gives one.
+    pub fn round_timeout_of(&self, module: &RulesModule) -> Duration {
+        module
+            .description()
+            .and_then(|d| d.round_timeout_ms)
+            .map_or(self.round_timeout, Duration::from_millis)
+    }
 }
 
 /// Why a match request failed. Each maps to a code the client sees.
@@ -359,7 +370,12 @@ impl Matches {
             player2: pair[1].0.clone(),
             room_id: room_id.clone(),
         };
-        fold(&mut state, &transition, hub.settings.round_timeout, true);
+        fold(
+            &mut state,
+            &transition,
+            hub.settings.round_timeout_of(&module),
+            true,
+        );
         let mut messages = vec![match_found(&state, &pair)];
         messages.extend(announcements(&state, &transition));
         hub.store.insert_match(&record, &state, &messages).await?;
@@ -970,7 +986,12 @@ impl Actor {
                 check_player(&game, &player)?;
                 let state = game.game_data.clone();
                 let transition = call(&module, move |m| m.action(&state, &player, &action)).await?;
-                Ok(Some(transitioned(game, &transition, &settings, false)))
+                Ok(Some(transitioned(
+                    game,
+                    &transition,
+                    settings.round_timeout_of(&module),
+                    false,
+                )))
             }
         })
         .await
@@ -1109,7 +1130,12 @@ impl Actor {
                 tracing::info!(room = %game.room_id, player, "reconnection grace over: forfeit");
                 let state = game.game_data.clone();
                 let transition = call(&module, move |m| m.leave(&state, &player)).await?;
-                Ok(Some(transitioned(game, &transition, &settings, false)))
+                Ok(Some(transitioned(
+                    game,
+                    &transition,
+                    settings.round_timeout_of(&module),
+                    false,
+                )))
             }
         })
         .await
@@ -1185,7 +1211,12 @@ impl Actor {
                 let state = game.game_data.clone();
                 let transition = call(&module, move |m| m.timeout(&state)).await?;
                 // If the rules keep the round open, it gets another full round.
-                Ok(Some(transitioned(game, &transition, &settings, true)))
+                Ok(Some(transitioned(
+                    game,
+                    &transition,
+                    settings.round_timeout_of(&module),
+                    true,
+                )))
             })
             .await;
         if let Err(error) = result {
@@ -1211,10 +1242,10 @@ fn check_player(game: &GameState, player: &str) -> Result<(), MatchError> {
 fn transitioned(
     mut game: GameState,
     transition: &Transition,
-    settings: &MatchSettings,
+    round_timeout: Duration,
     restart_clock: bool,
 ) -> Change<()> {
-    fold(&mut game, transition, settings.round_timeout, restart_clock);
+    fold(&mut game, transition, round_timeout, restart_clock);
     let messages = announcements(&game, transition);
     Change {
         next: game,

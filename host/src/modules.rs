@@ -99,6 +99,7 @@ impl Modules {
         }
         let started = std::time::Instant::now();
         let module = self.validate(&bytes).await?;
+        crate::rules::check_plays(&module, game)?;
         let validated = started.elapsed();
         self.store.put_module(game, &version, &bytes).await?;
         self.share_artifact(&version, &module).await;
@@ -322,6 +323,12 @@ impl Modules {
             });
         }
         Ok(games)
+    }
+
+    /// What the active module of `game` says of itself (see [`crate::rules::description_of`]).
+    pub fn description(&self, game: &str) -> Option<crate::runtime::Description> {
+        let module = self.rules.active(game)?;
+        Some(crate::rules::description_of(&module, game))
     }
 
     /// Unloads versions no running match uses and no game has active; returns how many.

@@ -1,7 +1,7 @@
 //! The rules modules this host knows: each game's active module, and every version by SHA-256 so
 //! a running match keeps the exact code it started with.
 
-use crate::runtime::{LoadError, RulesEngine, RulesModule};
+use crate::runtime::{Description, LoadError, RulesEngine, RulesModule};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -58,6 +58,40 @@ pub fn check_game_name(name: &str) -> Result<(), RulesError> {
     }
 }
 
+/// What `module`, installed as `game`, says of itself; for a module without the export, what
+/// the ABI says to assume: two players, the host's round timeout, one mode `default` (`null`).
+pub fn description_of(module: &RulesModule, game: &str) -> Description {
+    module
+        .description()
+        .cloned()
+        .unwrap_or_else(|| abi::Description {
+            name: game.to_string(),
+            players: abi::PlayerCount { min: 2, max: 2 },
+            round_timeout_ms: None,
+            modes: vec![abi::Mode {
+                name: "default".into(),
+                config: serde_json::value::RawValue::from_string("null".into())
+                    .expect("null is JSON"),
+            }],
+        })
+}
+
+/// Refuses to install `module` as `game` if it says it is another game.
+pub fn check_plays(module: &RulesModule, game: &str) -> Result<(), RulesError> {
+    let Some(description) = module.description() else {
+        return Ok(());
+    };
+    check_game_name(&description.name)?;
+    if description.name != game {
+        return Err(RulesError::WrongGame {
+            version: module.sha256_hex(),
+            expected: game.to_string(),
+            actual: description.name.clone(),
+        });
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct Rules {
     engine: RulesEngine,
@@ -112,6 +146,7 @@ impl Rules {
                     path: path.clone(),
                     source,
                 })?;
+            check_plays(&module, &game)?;
             tracing::info!(game, version = %module.sha256_hex(), path = %path.display(), "rules module loaded");
             self.activate(&game, module);
             games.push((game, bytes));

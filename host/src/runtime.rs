@@ -95,6 +95,8 @@ pub enum LoadError {
     ForbiddenImport { module: String, name: String },
     #[error("the module could not be instantiated: {0}")]
     Instantiate(String),
+    #[error("the module's description of itself is unusable: {0}")]
+    Describe(String),
     #[error("the module is {size} bytes; a rules module may have at most {limit}")]
     TooLarge { size: usize, limit: usize },
     #[error("the module defines {count} functions; a rules module may define at most {limit}")]
@@ -176,6 +178,8 @@ pub enum Operation {
     View,
     /// Optional: only modules that export it can carry a match over from another version.
     Migrate,
+    /// Optional: what game the module is.
+    Describe,
 }
 
 impl Operation {
@@ -187,6 +191,7 @@ impl Operation {
             Operation::Leave => abi::EXPORT_LEAVE,
             Operation::View => abi::EXPORT_VIEW,
             Operation::Migrate => abi::EXPORT_MIGRATE,
+            Operation::Describe => abi::EXPORT_DESCRIBE,
         }
     }
 
@@ -202,6 +207,16 @@ impl Operation {
 /// A transition as the host sees it: the state, views and events stay raw JSON, since the host
 /// stores and forwards them without knowing the game.
 pub type Transition = abi::Transition<Box<RawValue>, Box<RawValue>, Box<RawValue>>;
+
+/// What a module says of itself ([`abi::EXPORT_DESCRIBE`]), its modes' settings as raw JSON.
+pub type Description = abi::Description<Box<RawValue>>;
+
+/// Which optional exports a module has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Optional {
+    migrates: bool,
+    describes: bool,
+}
 
 /// Which compiler made a module's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -509,22 +524,37 @@ impl RulesEngine {
     }
 
     /// The load-time checks (imports, ABI version, exports) of freshly compiled code.
+    /// The module then describes itself, if it can.
     fn check(&self, code: (Tier, Module), sha256: [u8; 32]) -> Result<RulesModule, LoadError> {
-        let (code, migrates) = self.checked_code(code)?;
-        Ok(RulesModule {
+        let (code, optional) = self.checked_code(code)?;
+        let mut module = RulesModule {
             inner: Arc::new(ModuleInner {
                 idle: Mutex::new(Vec::new()),
                 engine: self.clone(),
                 code: RwLock::new(code),
                 sha256,
-                migrates,
+                optional,
+                description: None,
             }),
-        })
+        };
+        if optional.describes {
+            let description: Description = module
+                .call_typed(Operation::Describe, &())
+                .map_err(|e| LoadError::Describe(e.to_string()))?;
+            check_description(&description)?;
+            Arc::get_mut(&mut module.inner)
+                .expect("nobody else holds a module being checked")
+                .description = Some(description);
+        }
+        Ok(module)
     }
 
-    /// Checks compiled code and readies it for instantiation; also says whether it exports the
-    /// optional migration.
-    fn checked_code(&self, (tier, module): (Tier, Module)) -> Result<(Arc<Code>, bool), LoadError> {
+    /// Checks compiled code and readies it for instantiation; also says which optional exports
+    /// it has.
+    fn checked_code(
+        &self,
+        (tier, module): (Tier, Module),
+    ) -> Result<(Arc<Code>, Optional), LoadError> {
         check_imports(&module)?;
         let i32_ = || ValType::I32;
         let compiler = self.compiler(tier);
@@ -574,16 +604,17 @@ impl RulesEngine {
                 "(i32, i32) -> i64",
             )?;
         }
-        let migrates = module.get_export(abi::EXPORT_MIGRATE).is_some();
-        if migrates {
-            check_export(
-                &module,
-                abi::EXPORT_MIGRATE,
-                &operation_type,
-                "(i32, i32) -> i64",
-            )?;
+        let mut optional = Optional::default();
+        for (export, present) in [
+            (abi::EXPORT_MIGRATE, &mut optional.migrates),
+            (abi::EXPORT_DESCRIBE, &mut optional.describes),
+        ] {
+            *present = module.get_export(export).is_some();
+            if *present {
+                check_export(&module, export, &operation_type, "(i32, i32) -> i64")?;
+            }
         }
-        Ok((Arc::new(Code { tier, pre }), migrates))
+        Ok((Arc::new(Code { tier, pre }), optional))
     }
 
     fn store(&self, tier: Tier) -> Store<CallState> {
@@ -696,8 +727,10 @@ struct ModuleInner {
     /// Replaced once, when optimised code takes over from baseline code.
     code: RwLock<Arc<Code>>,
     sha256: [u8; 32],
-    /// Whether it exports the optional migration.
-    migrates: bool,
+    /// Which optional exports it has.
+    optional: Optional,
+    /// What it said of itself, if it describes itself.
+    description: Option<Description>,
 }
 
 impl Drop for ModuleInner {
@@ -726,8 +759,9 @@ pub struct Instance {
     alloc: TypedFunc<u32, u32>,
     /// The operation exports, in [`Operation::ALL`] order, looked up once.
     operations: Vec<TypedFunc<(u32, u32), u64>>,
-    /// The optional migration export.
+    /// The optional exports, where the module has them.
     migrate: Option<TypedFunc<(u32, u32), u64>>,
+    describe: Option<TypedFunc<(u32, u32), u64>>,
 }
 
 impl RulesModule {
@@ -790,8 +824,8 @@ impl RulesModule {
     }
 
     fn replace_code(&self, code: (Tier, Module)) -> Result<(), LoadError> {
-        let (code, migrates) = self.inner.engine.checked_code(code)?;
-        if migrates != self.inner.migrates {
+        let (code, optional) = self.inner.engine.checked_code(code)?;
+        if optional != self.inner.optional {
             return Err(LoadError::Invalid(
                 "the new code does not export what the old one did".into(),
             ));
@@ -812,7 +846,13 @@ impl RulesModule {
     /// Whether the module exports [`abi::EXPORT_MIGRATE`]: it may carry running matches over
     /// from other versions of its game.
     pub fn can_migrate(&self) -> bool {
-        self.inner.migrates
+        self.inner.optional.migrates
+    }
+
+    /// What the module said of itself when it was loaded ([`abi::EXPORT_DESCRIBE`]); `None` for
+    /// a module without that export.
+    pub fn description(&self) -> Option<&Description> {
+        self.inner.description.as_ref()
     }
 
     /// Carries a match's state over from another version of this game (see
@@ -873,16 +913,14 @@ impl RulesModule {
             .map(|op| instance.get_typed_func::<(u32, u32), u64>(&mut store, op.export()))
             .collect::<Result<_, _>>()
             .map_err(unusable)?;
-        let migrate = if self.inner.migrates {
-            let export = abi::EXPORT_MIGRATE;
-            Some(
-                instance
-                    .get_typed_func::<(u32, u32), u64>(&mut store, export)
-                    .map_err(unusable)?,
-            )
-        } else {
-            None
+        let mut optional = |present: bool, export: &str| {
+            present
+                .then(|| instance.get_typed_func::<(u32, u32), u64>(&mut store, export))
+                .transpose()
+                .map_err(unusable)
         };
+        let migrate = optional(self.inner.optional.migrates, abi::EXPORT_MIGRATE)?;
+        let describe = optional(self.inner.optional.describes, abi::EXPORT_DESCRIBE)?;
         Ok(Instance {
             deadline_ticks: self.inner.engine.inner.deadline_ticks,
             code,
@@ -891,6 +929,7 @@ impl RulesModule {
             alloc,
             operations,
             migrate,
+            describe,
         })
     }
 
@@ -1012,6 +1051,12 @@ impl Instance {
                     "this module does not migrate matches",
                 ))
             })?,
+            Operation::Describe => self.describe.as_ref().ok_or_else(|| {
+                CallError::Rejected(abi::Rejection::new(
+                    "cannot_describe",
+                    "this module does not describe itself",
+                ))
+            })?,
             other => &self.operations[other as usize],
         };
         let ptr = self
@@ -1054,6 +1099,30 @@ fn classify_trap(error: wasmtime::Error, store: &Store<CallState>, limits: &Limi
     } else {
         CallError::Trapped(format!("{error:#}"))
     }
+}
+
+/// Checks what a module says of itself: a match seats at least one player and no fewer than
+/// the most it seats, and there is at least one mode, each named once.
+fn check_description(description: &Description) -> Result<(), LoadError> {
+    let abi::PlayerCount { min, max } = description.players;
+    if min == 0 || min > max {
+        return Err(LoadError::Describe(format!(
+            "players {{min: {min}, max: {max}}}: a match seats 1 or more, and min <= max"
+        )));
+    }
+    if description.modes.is_empty() {
+        return Err(LoadError::Describe("a game needs at least one mode".into()));
+    }
+    let mut names = std::collections::HashSet::new();
+    for mode in &description.modes {
+        if mode.name.is_empty() || !names.insert(mode.name.as_str()) {
+            return Err(LoadError::Describe(format!(
+                "mode names must be non-empty and distinct ({:?})",
+                mode.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Modules from this size up have their compiler's memory handed back to the system after.

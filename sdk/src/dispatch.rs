@@ -6,8 +6,8 @@
 
 use crate::{Ctx, Game, Rng};
 use abi::{
-    ActionInput, GuestError, LeaveInput, MigrateInput, PlayerView, Rejection, Reply, Seat,
-    SetupInput, TimeoutInput, Transition, ViewInput,
+    ActionInput, Description, GuestError, LeaveInput, MigrateInput, Mode, PlayerCount, PlayerView,
+    Rejection, Reply, Seat, SetupInput, TimeoutInput, Transition, ViewInput,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::value::RawValue;
@@ -85,6 +85,29 @@ pub fn view<G: Game>(input: &[u8]) -> Vec<u8> {
             Ok(G::view(&input.state.game, &input.player))
         }),
     )
+}
+
+/// [`abi::EXPORT_DESCRIBE`]: the game called `name`, as [`Game::players`],
+/// [`Game::round_timeout`] and [`Game::modes`] describe it.
+pub fn describe<G: Game>(name: &str, input: &[u8]) -> Vec<u8> {
+    encode(decode::<()>(input).map(|()| description::<G>(name)))
+}
+
+/// What [`describe`] answers, as a value.
+pub fn description<G: Game>(name: &str) -> Description<G::Config> {
+    let players = G::players();
+    Description {
+        name: name.to_string(),
+        players: PlayerCount {
+            min: *players.start(),
+            max: *players.end(),
+        },
+        round_timeout_ms: G::round_timeout().map(|t| t.as_millis() as u64),
+        modes: G::modes()
+            .into_iter()
+            .map(|(name, config)| Mode { name, config })
+            .collect(),
+    }
 }
 
 fn setup_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
@@ -174,4 +197,72 @@ fn encode<T: Serialize>(reply: Reply<T>) -> Vec<u8> {
         });
         serde_json::to_vec(&failed).expect("a reply of plain strings always encodes")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Outcome;
+
+    /// A game that says more of itself than the defaults.
+    struct Party;
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Board {
+        side: u32,
+    }
+
+    impl Game for Party {
+        type Config = Board;
+        type State = ();
+        type Action = ();
+        type View = ();
+        type Event = ();
+        fn setup(_: &[Seat], _: Board, _: &mut Ctx<()>) -> Result<(), Rejection> {
+            Ok(())
+        }
+        fn action(_: &mut (), _: &str, _: (), _: &mut Ctx<()>) -> Result<(), Rejection> {
+            Ok(())
+        }
+        fn timeout(_: &mut (), _: &mut Ctx<()>) {}
+        fn leave(_: &mut (), _: &str, _: &mut Ctx<()>) {}
+        fn view(_: &(), _: &str) {}
+        fn turn(_: &()) -> u64 {
+            1
+        }
+        fn outcome(_: &()) -> Option<Outcome> {
+            None
+        }
+        fn players() -> std::ops::RangeInclusive<u32> {
+            2..=6
+        }
+        fn round_timeout() -> Option<std::time::Duration> {
+            Some(std::time::Duration::from_secs(90))
+        }
+        fn modes() -> Vec<(String, Board)> {
+            vec![
+                ("small".into(), Board { side: 6 }),
+                ("large".into(), Board { side: 12 }),
+            ]
+        }
+    }
+
+    #[test]
+    fn a_game_describes_itself_as_its_author_says() {
+        let reply = describe::<Party>("party", b"null");
+        assert_eq!(
+            String::from_utf8(reply).unwrap(),
+            r#"{"Ok":{"name":"party","players":{"min":2,"max":6},"roundTimeoutMs":90000,"modes":[{"name":"small","config":{"side":6}},{"name":"large","config":{"side":12}}]}}"#
+        );
+    }
+
+    #[test]
+    fn describing_takes_only_null() {
+        let reply: Reply<Description<Board>> =
+            serde_json::from_slice(&describe::<Party>("party", b"{}")).unwrap();
+        assert!(
+            matches!(reply, Err(GuestError::BadInput { .. })),
+            "{reply:?}"
+        );
+    }
 }

@@ -93,7 +93,8 @@ pub use serde_json;
 /// at the start of each, so anything kept outside `State` would be lost or, worse, overwritten.
 pub trait Game {
     /// Per-match settings the host passes at setup. JSON `null` means `Default::default()`.
-    type Config: DeserializeOwned + Default;
+    /// Named ones are the game's modes ([`Game::modes`]).
+    type Config: Serialize + DeserializeOwned + Default;
     /// Everything the game needs between calls. It is stored as JSON by the host.
     type State: Serialize + DeserializeOwned;
     /// One move by one player, as the client sends it (JSON).
@@ -137,6 +138,25 @@ pub trait Game {
     fn migrate(old: serde_json::Value) -> Option<Self::State> {
         let _ = old;
         None
+    }
+
+    /// How many players a match seats, fewest to most. The host starts a match as soon as the
+    /// most are waiting, or once the fewest have waited long enough. Default: exactly two.
+    fn players() -> std::ops::RangeInclusive<u32> {
+        2..=2
+    }
+
+    /// How long a round may take before the host times it out (and calls [`Game::timeout`]).
+    /// Default: `None`, the host's own setting (`ROUND_TIMEOUT_MS`).
+    fn round_timeout() -> Option<std::time::Duration> {
+        None
+    }
+
+    /// The named settings a player can ask for when joining a queue (`joinMatchmaking {mode}`),
+    /// e.g. a bigger map; the first is the default. Default: one mode, `default`, with
+    /// `Config::default()`.
+    fn modes() -> Vec<(String, Self::Config)> {
+        vec![("default".to_string(), Self::Config::default())]
     }
 
     /// What `player` (a seated player) may see.
@@ -192,6 +212,10 @@ impl<'a, E> Ctx<'a, E> {
 /// Exports a [`Game`] as a rules module: expands to the ABI's `#[no_mangle]` functions when
 /// compiled for `wasm32`, and to nothing natively (so several games can be linked into one native
 /// test binary).
+///
+/// The module describes itself ([`abi::EXPORT_DESCRIBE`]) with its crate's name and what
+/// [`Game::players`], [`Game::round_timeout`] and [`Game::modes`] say: the host installs it only
+/// under that name.
 ///
 /// `export_game!(MyGame, migrations)` also exports the optional migration ([`Game::migrate`]):
 /// then, when this module becomes the active version of its game, the host carries each running
@@ -251,6 +275,16 @@ macro_rules! export_game {
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn gamehost_view(ptr: u32, len: u32) -> u64 {
                 unsafe { $crate::__private::call(ptr, len, $crate::dispatch::view::<$game>) }
+            }
+
+            // The game is named after its crate, as `cargo xtask build-rules` names its file.
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_describe(ptr: u32, len: u32) -> u64 {
+                unsafe {
+                    $crate::__private::call(ptr, len, |input| {
+                        $crate::dispatch::describe::<$game>(env!("CARGO_PKG_NAME"), input)
+                    })
+                }
             }
         };
     };

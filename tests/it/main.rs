@@ -12,6 +12,7 @@ mod hardening_leaks;
 mod hardening_limits;
 mod hot_reload;
 
+mod rules_description;
 mod rules_determinism;
 mod rules_hostile;
 mod rules_tiers;

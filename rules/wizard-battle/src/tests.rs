@@ -648,3 +648,16 @@ fn a_match_of_the_first_revision_carries_over_and_a_later_one_does_not() {
     assert!(WizardBattle::migrate(newer).is_none());
     assert!(WizardBattle::migrate(serde_json::json!({ "not": "a wizard battle" })).is_none());
 }
+
+#[test]
+fn wizard_battle_describes_itself_with_the_defaults() {
+    let description = sdk::dispatch::description::<WizardBattle>("wizard-battle");
+    assert_eq!(
+        serde_json::to_value(&description).unwrap(),
+        serde_json::json!({
+            "name": "wizard-battle",
+            "players": {"min": 2, "max": 2},
+            "modes": [{"name": "default", "config": {"size": null, "map": null, "characters": {}}}],
+        })
+    );
+}
