@@ -305,7 +305,11 @@ async fn a_game_name_is_a_plain_word() {
     }
     let (_, rules) = http(&server, "GET", "/rules", None).await;
     let games: Vec<&String> = rules["games"].as_object().unwrap().keys().collect();
-    assert_eq!(games, ["wizard-battle"], "nothing was relabelled");
+    assert_eq!(
+        games,
+        ["liars-dice", "wizard-battle"],
+        "the bundled games, nothing relabelled"
+    );
     let active = rules["games"]["wizard-battle"]["active"].clone();
     assert!(active.is_string(), "{rules}");
     let (status, answer) = activate(&server, "wizard-battle", active.as_str().unwrap()).await;

@@ -20,4 +20,5 @@ mod server_bad_input;
 mod server_health;
 mod server_js_client;
 mod server_matchmaking;
+mod server_second_game;
 mod server_sessions;

@@ -63,10 +63,21 @@ async fn a_module_is_installed_only_under_its_own_name_and_listed_with_its_descr
 
     let (_, rules) = http(&server, "GET", "/rules", None).await;
     let games: Vec<&String> = rules["games"].as_object().unwrap().keys().collect();
-    assert_eq!(games, ["wizard-battle"], "no tictactoe appeared");
+    assert_eq!(
+        games,
+        ["liars-dice", "wizard-battle"],
+        "the bundled games, and no tictactoe"
+    );
     let description = &rules["games"]["wizard-battle"]["description"];
     assert_eq!(description["name"], "wizard-battle");
     assert_eq!(description["players"], json!({"min": 2, "max": 2}));
     assert_eq!(description["modes"][0]["name"], "default");
     assert_eq!(description.get("roundTimeoutMs"), None::<&Value>);
+    let dice = &rules["games"]["liars-dice"]["description"];
+    assert_eq!(dice["players"], json!({"min": 2, "max": 6}));
+    assert_eq!(dice["roundTimeoutMs"], 20_000);
+    assert_eq!(
+        dice["modes"][1],
+        json!({"name": "quick", "config": {"dice": 3}})
+    );
 }

@@ -4,20 +4,25 @@
 use crate::support::{engine, module_bytes, variant, wizard_battle};
 use abi::Seat;
 use host::runtime::{Operation, RulesModule, Tier, Transition, decode_reply};
+use liars_dice::LiarsDice;
+use sdk::Game;
 use sdk::testing::Match;
 use serde_json::value::{RawValue, to_raw_value};
 use wizard_battle::{Class, Config, WizardBattle};
 
 /// The same match, run natively by the SDK's harness and through the wasm module, side by side.
-struct Twin {
-    native: Match<WizardBattle>,
+struct Twin<G: Game> {
+    native: Match<G>,
     module: RulesModule,
     wasm_state: Box<RawValue>,
 }
 
-impl Twin {
-    fn start(module: RulesModule, seed: u64, players: &[(&str, i64)], config: Config) -> Twin {
-        let native = Match::<WizardBattle>::start(seed, players, config.clone()).unwrap();
+impl<G: Game> Twin<G>
+where
+    G::Config: Clone,
+{
+    fn start(module: RulesModule, seed: u64, players: &[(&str, i64)], config: G::Config) -> Self {
+        let native = Match::<G>::start(seed, players, config.clone()).unwrap();
         let seats: Vec<Seat> = players.iter().copied().map(Seat::from).collect();
         let input = abi::SetupInput {
             seed,
@@ -146,7 +151,7 @@ fn plays_like_native(module: &RulesModule) {
         if seed % 2 == 1 {
             config.characters.insert("p1".into(), Class::Warrior);
         }
-        let mut twin = Twin::start(module.clone(), seed, &players, config);
+        let mut twin = Twin::<WizardBattle>::start(module.clone(), seed, &players, config);
         let mut round = 0;
         while twin.native.outcome().is_none() && round < 100 {
             round += 1;
@@ -189,5 +194,57 @@ fn plays_like_native(module: &RulesModule) {
         finished += 1;
     }
     assert_eq!(finished, 12, "every match was played to its end");
+    assert!(refusals > 0, "refusals were compared too");
+}
+
+/// Liar's dice, a game of turns and hidden dice: whole matches of 2 to 6 players, its bot
+/// playing every seat, with timeouts, departures and refused moves along the way.
+#[test]
+fn whole_liars_dice_matches_through_wasm_match_the_native_run_byte_for_byte() {
+    let module = engine()
+        .load(&module_bytes("rules", "liars-dice"))
+        .expect("liars-dice loads");
+    let nothing = RawValue::from_string("null".into()).unwrap();
+    let seats: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+    let mut refusals = 0;
+    for seed in 0..10u64 {
+        let players: Vec<(&str, i64)> = seats[..2 + (seed % 5) as usize]
+            .iter()
+            .map(|id| (id.as_str(), 1))
+            .collect();
+        let mut twin = Twin::<LiarsDice>::start(module.clone(), seed, &players, Default::default());
+        let mut rng = sdk::Rng::from_seed(seed);
+        let mut moves = 0;
+        while twin.native.outcome().is_none() {
+            moves += 1;
+            assert!(moves < 2_000, "seed {seed} never ended");
+            let state = twin.native.state().game;
+            let actor = state.players[state.to_act].id.clone();
+            if moves % 17 == 0 {
+                twin.both(Operation::Timeout, "", &nothing);
+                continue;
+            }
+            if seed % 3 == 1 && moves == 25 && players.len() > 2 {
+                assert!(twin.both(Operation::Leave, &actor, &nothing));
+                continue;
+            }
+            // Out of turn, now and then: refused alike on both sides.
+            if moves % 7 == 0 {
+                let other = players.iter().find(|(id, _)| *id != actor).unwrap().0;
+                let bid =
+                    to_raw_value(&serde_json::json!({"bid": {"count": 1, "face": 1}})).unwrap();
+                if !twin.both(Operation::Action, other, &bid) {
+                    refusals += 1;
+                }
+                continue;
+            }
+            let action = liars_dice::bot_action(&twin.native.view(&actor), &mut rng);
+            let action = to_raw_value(&action).unwrap();
+            assert!(
+                twin.both(Operation::Action, &actor, &action),
+                "the bot's move"
+            );
+        }
+    }
     assert!(refusals > 0, "refusals were compared too");
 }
