@@ -257,12 +257,27 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
 
 async fn stats(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
     let store = &state.store;
-    let matchmaking: BTreeMap<String, usize> = store
-        .queue_counts()
-        .await?
-        .into_iter()
-        .map(|(level, count)| (format!("level_{level}"), count))
+    let counts = store.queue_counts().await?;
+    // The original's shape for the default game's default mode...
+    let matchmaking: BTreeMap<String, usize> = counts
+        .iter()
+        .filter(|((lane, _), _)| lane.is_empty())
+        .map(|((_, level), count)| (format!("level_{level}"), *count))
         .collect();
+    // ...and every queue by game, mode and level.
+    let default = state.matches.queue(None, None).ok();
+    let mut queues: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>> = BTreeMap::new();
+    for ((lane, level), count) in &counts {
+        let (game, mode) = match crate::matchmaking::parse_lane(lane) {
+            Some((game, mode)) => (game.to_string(), mode.to_string()),
+            None => match &default {
+                Some(queue) => (queue.game.clone(), queue.mode.clone()),
+                None => continue,
+            },
+        };
+        let levels = queues.entry(game).or_default().entry(mode).or_default();
+        levels.insert(format!("level_{level}"), *count);
+    }
     let rooms = store.game_rooms().await?;
     let by_instance = store.sockets_by_instance().await?;
     let running = state.matches.running();
@@ -274,6 +289,7 @@ async fn stats(State(state): State<HttpState>) -> Result<Json<Value>, AppError> 
         .collect();
     Ok(Json(json!({
         "matchmaking": matchmaking,
+        "queues": queues,
         "gameStates": { "total": rooms.len(), "rooms": rooms },
         "socketMappings": { "total": store.socket_count().await?, "byInstance": by_instance },
         "sessions": { "total": store.session_count().await? },

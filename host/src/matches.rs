@@ -86,7 +86,7 @@ pub fn payload<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
 
 #[derive(Debug, Clone)]
 pub struct MatchSettings {
-    /// The game new matches play.
+    /// The game players get when they ask for none (`GAME`).
     pub game: String,
     /// How long a round may take before it resolves with what was submitted, unless the game
     /// says otherwise ([`MatchSettings::round_timeout_of`]).
@@ -127,6 +127,25 @@ pub enum MatchError {
     Unavailable,
     #[error("the match kept changing under this request; try again")]
     Busy,
+    #[error("there is no game {game:?} here; the games are {served:?}")]
+    UnknownGame { game: String, served: Vec<String> },
+    #[error("{game} has no mode {mode:?}; its modes are {modes:?}")]
+    UnknownMode {
+        game: String,
+        mode: String,
+        modes: Vec<String>,
+    },
+}
+
+/// Where a player queues: a game, one of its modes, and the settings matches of that mode get.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub game: String,
+    pub mode: String,
+    /// The queues' key (see [`crate::matchmaking::lane`]).
+    pub lane: crate::matchmaking::Lane,
+    /// The mode's match configuration, passed to the rules at setup.
+    pub config: Box<RawValue>,
 }
 
 impl MatchError {
@@ -137,6 +156,8 @@ impl MatchError {
             MatchError::Finished => "game_over",
             MatchError::Rejected(rejection) => &rejection.code,
             MatchError::NoRules(_) => "no_rules",
+            MatchError::UnknownGame { .. } => "unknown_game",
+            MatchError::UnknownMode { .. } => "unknown_mode",
             MatchError::Rules(_) => "rules_failed",
             MatchError::Gone | MatchError::Unavailable | MatchError::Busy => "unavailable",
         }
@@ -312,14 +333,57 @@ impl Matches {
         Ok(game)
     }
 
-    /// Starts a match between two paired players, each given with its socket and the instance
-    /// holding that socket: sets it up with the game's active rules, stores it and tells them.
+    /// The queue of `game` (default: the configured one) in `mode` (default: the game's first),
+    /// as the active module of that game describes it.
+    pub fn queue(&self, game: Option<&str>, asked: Option<&str>) -> Result<Queue, MatchError> {
+        let rules = self.inner.modules.rules();
+        let default_game = &self.inner.settings.game;
+        let game = game.unwrap_or(default_game);
+        let Some(module) = rules.active(game) else {
+            return Err(MatchError::UnknownGame {
+                game: game.to_string(),
+                served: rules.games(),
+            });
+        };
+        let description = crate::rules::description_of(&module, game);
+        let mode = match asked {
+            Some(name) => description.modes.iter().find(|m| m.name == name),
+            None => description.modes.first(),
+        };
+        let Some(mode) = mode else {
+            return Err(MatchError::UnknownMode {
+                game: game.to_string(),
+                mode: asked.unwrap_or_default().to_string(),
+                modes: description.modes.iter().map(|m| m.name.clone()).collect(),
+            });
+        };
+        // The default game's default mode keeps the original's queues.
+        let default_mode = match rules.active(default_game) {
+            Some(module) => crate::rules::description_of(&module, default_game)
+                .modes
+                .first()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        Ok(Queue {
+            game: game.to_string(),
+            mode: mode.name.clone(),
+            lane: crate::matchmaking::lane(game, &mode.name, default_game, &default_mode),
+            config: mode.config.clone(),
+        })
+    }
+
+    /// Starts a match between two paired players of `queue`, each given with its socket and the
+    /// instance holding that socket: sets it up with the game's active rules and the mode's
+    /// settings, stores it and tells them.
     pub async fn start(
         &self,
+        queue: &Queue,
         pair: [(QueueEntry, SocketId, String); 2],
     ) -> Result<GameState, MatchError> {
         let hub = &self.inner;
-        let game = hub.settings.game.clone();
+        let game = queue.game.clone();
         let module = hub
             .modules
             .rules()
@@ -335,8 +399,8 @@ impl Matches {
             })
             .collect();
         let seed: u64 = rand::random();
-        let null = RawValue::from_string("null".into()).expect("null is JSON");
-        let transition = call(&module, move |m| m.setup(seed, &seats, &null)).await?;
+        let config = queue.config.clone();
+        let transition = call(&module, move |m| m.setup(seed, &seats, &config)).await?;
 
         let room_id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();

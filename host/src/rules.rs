@@ -208,6 +208,14 @@ impl Rules {
         registry.active.get(game).cloned()
     }
 
+    /// The games with an active module, sorted.
+    pub fn games(&self) -> Vec<String> {
+        let registry = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut games: Vec<String> = registry.active.keys().cloned().collect();
+        games.sort();
+        games
+    }
+
     /// A module by its SHA-256 (hex), for a match pinned to it.
     pub fn version(&self, sha256_hex: &str) -> Option<RulesModule> {
         let registry = self.inner.read().unwrap_or_else(|p| p.into_inner());

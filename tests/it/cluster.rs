@@ -475,3 +475,39 @@ async fn racing_writers_never_lose_an_update() {
     assert_eq!(stored.version, 401);
     assert_eq!(stored.status, Status::Active);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_of_another_game_and_mode_are_paired_across_instances() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let one = cluster_server(&redis, &prefix, |_| {}).await;
+    let two = cluster_server(&redis, &prefix, |_| {}).await;
+    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
+    let wizard = Player::connect(&two).await;
+    let quick = json!({ "level": 2, "game": "liars-dice", "mode": "quick" });
+    assert_eq!(
+        a.request("joinMatchmaking", quick.clone()).await,
+        Value::Null
+    );
+    let answer = wizard
+        .request("joinMatchmaking", json!({ "level": 2 }))
+        .await;
+    assert_eq!(answer, Value::Null);
+    let room = b.request("joinMatchmaking", quick).await;
+    let room = room.as_str().expect("paired across instances").to_string();
+    for player in [&a, &b] {
+        assert_eq!(player.next("matchFound").await["roomId"], room.as_str());
+        let view = player.next("view").await;
+        assert_eq!(view["view"]["yourDice"].as_array().unwrap().len(), 3);
+    }
+    let queued: Vec<String> = redis.conn().keys(format!("{prefix}waiting:*")).unwrap();
+    assert_eq!(
+        queued,
+        [format!("{prefix}waiting:level:2")],
+        "the original's key"
+    );
+    assert_eq!(
+        stored_game(&redis, &prefix, &room).unwrap()["game"],
+        "liars-dice"
+    );
+}

@@ -12,16 +12,29 @@ impl Gateway {
         #[derive(Deserialize)]
         struct Join {
             level: i64,
+            #[serde(default)]
+            game: Option<String>,
+            #[serde(default)]
+            mode: Option<String>,
         }
-        let level = match request.parse::<Join>("{\"level\": <integer>}") {
-            Ok(join) => join.level,
+        let join = match request.parse::<Join>("{\"level\": <integer>}") {
+            Ok(join) => join,
             Err(_) => {
                 let error = ClientError::new(
                     "invalid_level",
-                    "level must be an integer number, e.g. {\"level\": 2}",
+                    "level must be an integer number, e.g. {\"level\": 2}; game and mode, if given, are names",
                 );
                 return request.refuse(&socket, error);
             }
+        };
+        let level = join.level;
+        let queue = match self
+            .inner
+            .matches
+            .queue(join.game.as_deref(), join.mode.as_deref())
+        {
+            Ok(queue) => queue,
+            Err(error) => return request.refuse(&socket, error.into()),
         };
         let player = request.player.clone();
         match self.playing(&player).await {
@@ -41,7 +54,7 @@ impl Gateway {
         };
         let instance = self.inner.instance_id.clone();
         let opponent = loop {
-            let joined = match self.store().join_queue(&me, &instance).await {
+            let joined = match self.store().join_queue(&queue.lane, &me, &instance).await {
                 Ok(joined) => joined,
                 Err(error) => return request.refuse(&socket, unavailable(error)),
             };
@@ -64,7 +77,7 @@ impl Gateway {
             return request.answer(&socket, "joinMatchmaking", &Value::Null);
         };
         let pair = [opponent, (me, socket.id.to_string(), instance)];
-        match self.inner.matches.start(pair).await {
+        match self.inner.matches.start(&queue, pair).await {
             Ok(game) => {
                 socket.join(game.room_id.clone());
                 request.answer(&socket, "joinMatchmaking", &game.room_id)

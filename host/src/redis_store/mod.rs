@@ -8,11 +8,12 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `socket_mappings` | hash | socket id -> [`SocketMapping`] JSON (as the original) |
-//! | `waiting:level:<n>` | list | [`QueueEntry`] JSON, oldest first (as the original) |
+//! | `waiting:level:<n>` | list | [`QueueEntry`] JSON, oldest first (as the original): the default game's default mode |
+//! | `waiting:<game>:<mode>:level:<n>` | list | the same, for every other game and mode (see [`crate::matchmaking`]) |
 //! | `matches` | hash | room id -> [`MatchRecord`] JSON (as the original) |
 //! | `game_states` | hash | room id -> [`GameState`] JSON (the original's fields and ours) |
 //! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original) |
-//! | `queued` | hash | player -> `{level, instance, entry}`: who waits where (for atomic leave) |
+//! | `queued` | hash | player -> `{level, lane, instance, entry}`: who waits where (for atomic leave) |
 //! | `game_versions` | hash | room id -> version, the compare-and-set guard |
 //! | `finished_games` | sorted set | room id by end time, for retention |
 //! | `session:<player>` | string, TTL | [`Session`] JSON |
@@ -34,7 +35,7 @@
 pub mod pubsub;
 
 use crate::matches::Message;
-use crate::matchmaking::Joined;
+use crate::matchmaking::{Joined, Lane};
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status};
 use crate::store::{Cleaned, InstanceInfo, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -126,8 +127,9 @@ impl Keys {
         }
     }
 
-    fn waiting(&self, level: i64) -> String {
-        format!("{}waiting:level:{level}", self.prefix)
+    /// A lane's queue at a level: `waiting:level:<n>` for the default lane, as the original.
+    fn waiting(&self, lane: &str, level: i64) -> String {
+        format!("{}waiting:{lane}level:{level}", self.prefix)
     }
 
     fn session(&self, player: &str) -> String {
@@ -344,10 +346,16 @@ impl RedisStore {
 
     // Matchmaking.
 
-    pub async fn join_queue(&self, entry: &QueueEntry, instance: &str) -> StoreResult<Joined> {
+    pub async fn join_queue(
+        &self,
+        lane: &str,
+        entry: &QueueEntry,
+        instance: &str,
+    ) -> StoreResult<Joined> {
         #[derive(Serialize)]
         struct Queued<'a> {
             level: String,
+            lane: &'a str,
             instance: &'a str,
             entry: &'a str,
         }
@@ -355,13 +363,14 @@ impl RedisStore {
         let level = entry.level.to_string();
         let queued = json(&Queued {
             level: level.clone(),
+            lane,
             instance,
             entry: &entry_json,
         });
         let result: Result<Option<String>, _> = self
             .scripts
             .join_queue
-            .key(self.keys.waiting(entry.level))
+            .key(self.keys.waiting(lane, entry.level))
             .key(&self.keys.queued)
             .arg(&entry.id)
             .arg(&entry_json)
@@ -369,6 +378,7 @@ impl RedisStore {
             .arg(&queued)
             .arg(&self.keys.prefix)
             .arg(IDLE_TTL_SECS)
+            .arg(lane)
             .invoke_async(&mut self.conn())
             .await;
         Ok(match self.ok(result)? {
@@ -391,18 +401,26 @@ impl RedisStore {
         Ok(self.ok(result)? == 1)
     }
 
-    pub async fn queue_counts(&self) -> StoreResult<BTreeMap<i64, usize>> {
-        let pattern = format!("{}waiting:level:*", glob_escape(&self.keys.prefix));
+    pub async fn queue_counts(&self) -> StoreResult<BTreeMap<(Lane, i64), usize>> {
+        let waiting = format!("{}waiting:", self.keys.prefix);
+        let pattern = format!("{}*level:*", glob_escape(&waiting));
         let keys: Vec<String> = self.scan_keys(&pattern).await?;
         let mut counts = BTreeMap::new();
         for key in keys {
-            let Some(level) = key.rsplit(':').next().and_then(|l| l.parse::<i64>().ok()) else {
+            // `waiting:<lane>level:<n>`
+            let Some((lane, level)) = key
+                .strip_prefix(&waiting)
+                .and_then(|rest| rest.rsplit_once("level:"))
+            else {
+                continue;
+            };
+            let Ok(level) = level.parse::<i64>() else {
                 continue;
             };
             let result = self.conn().llen(&key).await;
             let len: usize = self.ok(result)?;
             if len > 0 {
-                counts.insert(level, len);
+                counts.insert((lane.to_string(), level), len);
             }
         }
         Ok(counts)

@@ -3,7 +3,7 @@
 
 use super::{Cleaned, InstanceInfo, StoreError, StoreResult};
 use crate::matches::Message;
-use crate::matchmaking::{Joined, Queues};
+use crate::matchmaking::{Joined, Lane, Queues};
 use crate::model::{
     GameState, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketId, SocketMapping, Status,
 };
@@ -80,15 +80,20 @@ impl MemoryStore {
 
     // Matchmaking. A lone instance is always alive, so its waiting players always are.
 
-    pub async fn join_queue(&self, entry: &QueueEntry, _instance: &str) -> StoreResult<Joined> {
-        Ok(self.lock().queues.join(entry.clone()))
+    pub async fn join_queue(
+        &self,
+        lane: &str,
+        entry: &QueueEntry,
+        _instance: &str,
+    ) -> StoreResult<Joined> {
+        Ok(self.lock().queues.join(lane, entry.clone()))
     }
 
     pub async fn leave_queue(&self, player: &str) -> StoreResult<bool> {
         Ok(self.lock().queues.leave(player))
     }
 
-    pub async fn queue_counts(&self) -> StoreResult<BTreeMap<i64, usize>> {
+    pub async fn queue_counts(&self) -> StoreResult<BTreeMap<(Lane, i64), usize>> {
         Ok(self.lock().queues.counts())
     }
 
@@ -407,7 +412,7 @@ mod tests {
                 id: player.into(),
                 level,
             };
-            store.join_queue(&entry, "i").await.unwrap();
+            store.join_queue("", &entry, "i").await.unwrap();
             let session = Session {
                 player_id: player.into(),
                 token_sha256: "00".into(),

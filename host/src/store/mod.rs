@@ -18,7 +18,7 @@ pub use crate::redis_store::RedisStore;
 pub use memory::MemoryStore;
 
 use crate::matches::Message;
-use crate::matchmaking::Joined;
+use crate::matchmaking::{Joined, Lane};
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -108,12 +108,14 @@ delegate! {
     /// The mappings of every socket `instance` registered.
     fn instance_sockets(&self, instance: &str) -> Vec<SocketMapping>;
 
-    /// Queues a player (whose socket is on `instance`) or pairs it, atomically. A waiting player
-    /// whose instance is gone is never handed out as an opponent.
-    fn join_queue(&self, entry: &QueueEntry, instance: &str) -> Joined;
+    /// Queues a player (whose socket is on `instance`) in a lane (a game and mode, see
+    /// [`crate::matchmaking`]) or pairs it there, atomically. A waiting player whose instance is
+    /// gone is never handed out as an opponent.
+    fn join_queue(&self, lane: &str, entry: &QueueEntry, instance: &str) -> Joined;
     /// Takes a player out of whichever queue holds it; returns whether it was waiting.
     fn leave_queue(&self, player: &str) -> bool;
-    fn queue_counts(&self) -> BTreeMap<i64, usize>;
+    /// How many wait in each lane at each level.
+    fn queue_counts(&self) -> BTreeMap<(Lane, i64), usize>;
 
     /// Stores a new match and its first game state, announcing `messages` with it (see
     /// [`Store::announces`]).

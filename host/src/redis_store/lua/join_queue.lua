@@ -1,13 +1,14 @@
--- Queues a player at a level, or pairs it with the longest-waiting live player there.
--- KEYS[1] waiting:level:<n>   KEYS[2] queued (player -> {"level","instance","entry"})
+-- Queues a player in a lane at a level, or pairs it with the longest-waiting live player there.
+-- KEYS[1] waiting:<lane>level:<n>   KEYS[2] queued (player -> {"level","lane","instance","entry"})
 -- ARGV[1] player  ARGV[2] entry JSON  ARGV[3] level  ARGV[4] queued JSON
--- ARGV[5] key prefix  ARGV[6] TTL of the queue keys, seconds
+-- ARGV[5] key prefix  ARGV[6] TTL of the queue keys, seconds  ARGV[7] lane
 -- Returns the opponent's entry JSON, or false when the player now waits.
 local queued = redis.call('HGET', KEYS[2], ARGV[1])
 if queued then
   local q = cjson.decode(queued)
-  if q.level == ARGV[3] then return false end -- already waiting here: keeps its place
-  redis.call('LREM', ARGV[5] .. 'waiting:level:' .. q.level, 0, q.entry)
+  local lane = q.lane or ''
+  if q.level == ARGV[3] and lane == ARGV[7] then return false end -- already waiting here: keeps its place
+  redis.call('LREM', ARGV[5] .. 'waiting:' .. lane .. 'level:' .. q.level, 0, q.entry)
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
 while true do

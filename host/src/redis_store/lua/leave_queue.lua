@@ -4,6 +4,6 @@
 local queued = redis.call('HGET', KEYS[1], ARGV[1])
 if not queued then return 0 end
 local q = cjson.decode(queued)
-redis.call('LREM', ARGV[2] .. 'waiting:level:' .. q.level, 0, q.entry)
+redis.call('LREM', ARGV[2] .. 'waiting:' .. (q.lane or '') .. 'level:' .. q.level, 0, q.entry)
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
