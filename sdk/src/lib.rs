@@ -169,6 +169,19 @@ pub trait Game {
     fn outcome(state: &Self::State) -> Option<Outcome>;
 }
 
+/// Refuses seats that name one player twice (`duplicate_player`), for [`Game::setup`].
+pub fn distinct_seats(players: &[Seat]) -> Result<(), Rejection> {
+    for (i, seat) in players.iter().enumerate() {
+        if players[..i].iter().any(|other| other.id == seat.id) {
+            return Err(Rejection::new(
+                "duplicate_player",
+                format!("player {:?} is seated twice", seat.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What a rule can do besides changing its state: draw random numbers and emit events.
 pub struct Ctx<'a, E> {
     rng: &'a mut Rng,

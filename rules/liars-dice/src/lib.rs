@@ -275,14 +275,7 @@ impl Game for LiarsDice {
                 "liar's dice seats six players at most",
             ));
         }
-        for (i, seat) in players.iter().enumerate() {
-            if players[..i].iter().any(|other| other.id == seat.id) {
-                return Err(Rejection::new(
-                    "duplicate_player",
-                    format!("player {:?} is seated twice", seat.id),
-                ));
-            }
-        }
+        sdk::distinct_seats(players)?;
         if !(1..=10).contains(&config.dice) {
             return Err(Rejection::new(
                 "invalid_config",

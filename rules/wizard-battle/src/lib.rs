@@ -416,14 +416,7 @@ impl Game for WizardBattle {
                 "a wizard battle needs at least two players",
             ));
         }
-        for (i, seat) in players.iter().enumerate() {
-            if players[..i].iter().any(|other| other.id == seat.id) {
-                return Err(Rejection::new(
-                    "duplicate_player",
-                    format!("player {:?} is seated twice", seat.id),
-                ));
-            }
-        }
+        sdk::distinct_seats(players)?;
         if let Some(stranger) = config
             .characters
             .keys()
