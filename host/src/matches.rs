@@ -357,19 +357,13 @@ impl Matches {
                 modes: description.modes.iter().map(|m| m.name.clone()).collect(),
             });
         };
-        // The default game's default mode keeps the original's queues.
-        let default_mode = match rules.active(default_game) {
-            Some(module) => crate::rules::description_of(&module, default_game)
-                .modes
-                .first()
-                .map(|m| m.name.clone())
-                .unwrap_or_default(),
-            None => String::new(),
-        };
+        // The default game's default mode keeps the original's queues. Only the default game's
+        // own first mode can be it, and that is this description's first mode.
+        let first_mode = &description.modes[0].name;
         Ok(Queue {
             game: game.to_string(),
             mode: mode.name.clone(),
-            lane: crate::matchmaking::lane(game, &mode.name, default_game, &default_mode),
+            lane: crate::matchmaking::lane(game, &mode.name, default_game, first_mode),
             config: mode.config.clone(),
         })
     }
