@@ -25,6 +25,7 @@
 //! |---|---|---|
 //! | [`EXPORT_MIGRATE`] | `(ptr: i32, len: i32) -> i64` | [`MigrateInput`] in, `Reply<Transition>` out: the state of a match another version of this game started, carried over to this version (no events), or `Rejected` with code `cannot_migrate` |
 //! | [`EXPORT_DESCRIBE`] | `(ptr: i32, len: i32) -> i64` | JSON `null` in, `Reply<Description>` out: the game's name, how many players a match seats, its round timeout and its modes |
+//! | [`EXPORT_BOT`] | `(ptr: i32, len: i32) -> i64` | [`BotInput`] in, `Reply<action or null>` out: the action a bot in that seat takes now, from that seat's view only; `null` when it has nothing to do (not its turn, already acted) |
 //!
 //! A host moves a running match to a newly active version only through the migration export,
 //! and only at a round boundary; without it, a match stays on the version it started with.
@@ -42,6 +43,8 @@
 //!
 //! * [`EXPORT_MIGRATE`]: carries running matches over to a new version.
 //! * [`EXPORT_DESCRIBE`]: a module says what game it is ([`Description`]).
+//! * [`EXPORT_BOT`]: the game plays its own bots. The host seats bots only in games whose module
+//!   has it; a bot's action goes through [`EXPORT_ACTION`] like any player's, refusals included.
 //!
 //! A module may import exactly one function, and nothing else (no WASI, no clock, no host state):
 //!
@@ -109,6 +112,9 @@ pub const EXPORT_MIGRATE: &str = "gamehost_migrate";
 
 /// Optional: `(ptr, len) -> i64`, JSON `null` in, `Reply<Description>` out.
 pub const EXPORT_DESCRIBE: &str = "gamehost_describe";
+
+/// Optional: `(ptr, len) -> i64`, [`BotInput`] in, `Reply<action or null>` out.
+pub const EXPORT_BOT: &str = "gamehost_bot";
 
 /// Every required operation export, in the order the host checks them.
 pub const OPERATION_EXPORTS: [&str; 5] = [
@@ -227,6 +233,16 @@ pub struct Mode<C> {
     pub name: String,
     /// Passed as [`SetupInput::config`] to matches of this mode.
     pub config: C,
+}
+
+/// Input of [`EXPORT_BOT`]: what the seat `player` sees now (its view, exactly as
+/// [`EXPORT_VIEW`] gave it, never the match state) and a seed for the bot's choices. The host
+/// derives the seed from the match and its progress, so asking twice gives the same action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BotInput<V> {
+    pub view: V,
+    pub player: PlayerId,
+    pub seed: u64,
 }
 
 /// Input of [`EXPORT_VIEW`].

@@ -4,10 +4,10 @@
 //! harness in [`crate::testing`]: one code path, so a native run and a wasm run of the same inputs
 //! give the same bytes.
 
-use crate::{Ctx, Game, Rng};
+use crate::{Bot, Ctx, Game, Rng};
 use abi::{
-    ActionInput, Description, GuestError, LeaveInput, MigrateInput, Mode, PlayerCount, PlayerView,
-    Rejection, Reply, Seat, SetupInput, TimeoutInput, Transition, ViewInput,
+    ActionInput, BotInput, Description, GuestError, LeaveInput, MigrateInput, Mode, PlayerCount,
+    PlayerView, Rejection, Reply, Seat, SetupInput, TimeoutInput, Transition, ViewInput,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::value::RawValue;
@@ -87,6 +87,18 @@ pub fn view<G: Game>(input: &[u8]) -> Vec<u8> {
     )
 }
 
+/// [`abi::EXPORT_BOT`]: what [`Bot::act`] does with the seat's view, or `null`.
+pub fn bot<G: Bot>(input: &[u8]) -> Vec<u8>
+where
+    G::View: DeserializeOwned,
+    G::Action: Serialize,
+{
+    encode(decode::<BotInput<G::View>>(input).map(|input| {
+        let mut rng = Rng::from_seed(input.seed);
+        G::act(input.view, &input.player, &mut rng)
+    }))
+}
+
 /// [`abi::EXPORT_DESCRIBE`]: the game called `name`, as [`Game::players`],
 /// [`Game::round_timeout`] and [`Game::modes`] describe it.
 pub fn describe<G: Game>(name: &str, input: &[u8]) -> Vec<u8> {
@@ -115,10 +127,10 @@ fn setup_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
     let config = if input.config.get() == "null" {
         G::Config::default()
     } else {
-        serde_json::from_str(input.config.get()).map_err(|e| {
+        serde_json::from_str(input.config.get()).map_err(|_| {
             GuestError::Rejected(Rejection::new(
                 "invalid_config",
-                format!("the match configuration is not valid: {e}"),
+                "this match configuration is not one of this game's",
             ))
         })?
     };
@@ -138,10 +150,11 @@ fn action_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
     let input: ActionInput<Stored<G::State>, Box<RawValue>> = decode(input)?;
     let mut stored = input.state;
     ensure_seated(&stored.players, &input.player)?;
-    let action: G::Action = serde_json::from_str(input.action.get()).map_err(|e| {
+    // The decoder's own wording (Rust type names, columns) means nothing to a player.
+    let action: G::Action = serde_json::from_str(input.action.get()).map_err(|_| {
         GuestError::Rejected(Rejection::new(
             "invalid_action",
-            format!("this is not an action of this game: {e}"),
+            "this is not an action of this game; see the game's rules for what one looks like",
         ))
     })?;
     let mut ctx = Ctx::new(&mut stored.rng);

@@ -169,6 +169,25 @@ pub trait Game {
     fn outcome(state: &Self::State) -> Option<Outcome>;
 }
 
+/// A game's own bot: what a player in a seat would do, seeing only what that seat sees.
+///
+/// Export it with `export_game!(MyGame, bot)`; the host then seats bots in matches of the game
+/// (`joinMatchmaking {vsBot: true}`, or after a wait, see the host's `BOT_AFTER_MS`). After every
+/// change of a match it asks each bot's seat, with that seat's [`Game::View`] (never the state),
+/// and plays the action it returns through [`Game::action`] like a player's, after a short think
+/// delay. A refused action is dropped, so a bot cannot break a match; it would only stall until
+/// the round times out.
+pub trait Bot: Game
+where
+    Self::View: DeserializeOwned,
+    Self::Action: Serialize,
+{
+    /// The action of the bot in seat `me` now, or `None` when it has nothing to do (not its turn,
+    /// already acted this round, out of the game). `rng` is seeded by the host from the match's
+    /// progress, so asking twice at the same point gives the same answer.
+    fn act(view: Self::View, me: &str, rng: &mut Rng) -> Option<Self::Action>;
+}
+
 /// Refuses seats that name one player twice (`duplicate_player`), for [`Game::setup`].
 pub fn distinct_seats(players: &[Seat]) -> Result<(), Rejection> {
     for (i, seat) in players.iter().enumerate() {
@@ -230,22 +249,18 @@ impl<'a, E> Ctx<'a, E> {
 /// [`Game::players`], [`Game::round_timeout`] and [`Game::modes`] say: the host installs it only
 /// under that name.
 ///
-/// `export_game!(MyGame, migrations)` also exports the optional migration ([`Game::migrate`]):
-/// then, when this module becomes the active version of its game, the host carries each running
-/// match over to it at the match's next round boundary, if `migrate` accepts its state. Without
-/// `migrations`, running matches finish on the version they started with.
+/// Optional exports follow the game, in any order:
+///
+/// * `export_game!(MyGame, migrations)` exports the migration ([`Game::migrate`]): then, when
+///   this module becomes the active version of its game, the host carries each running match
+///   over to it at the match's next round boundary, if `migrate` accepts its state. Without
+///   `migrations`, running matches finish on the version they started with.
+/// * `export_game!(MyGame, bot)` exports the game's bot ([`Bot`]), so the host can seat bots.
 #[macro_export]
 macro_rules! export_game {
-    ($game:ty, migrations) => {
+    ($game:ty, $($extra:ident),+ $(,)?) => {
         $crate::export_game!($game);
-
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn gamehost_migrate(ptr: u32, len: u32) -> u64 {
-                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::migrate::<$game>) }
-            }
-        };
+        $( $crate::__export_extra!($game, $extra); )+
     };
     ($game:ty) => {
         #[cfg(target_arch = "wasm32")]
@@ -300,6 +315,33 @@ macro_rules! export_game {
                 }
             }
         };
+    };
+}
+
+/// One optional export of [`export_game!`]. Not part of the SDK's API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_extra {
+    ($game:ty, migrations) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_migrate(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::migrate::<$game>) }
+            }
+        };
+    };
+    ($game:ty, bot) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gamehost_bot(ptr: u32, len: u32) -> u64 {
+                unsafe { $crate::__private::call(ptr, len, $crate::dispatch::bot::<$game>) }
+            }
+        };
+        // Checked natively too, so a game that names `bot` without implementing it fails to
+        // build in its own tests, not only for wasm.
+        const _: fn(&[u8]) -> Vec<u8> = $crate::dispatch::bot::<$game>;
     };
 }
 

@@ -9,10 +9,11 @@
 //! # }
 //! ```
 
-use crate::Game;
 use crate::dispatch::{self, Stored};
+use crate::{Bot, Game};
 use abi::{GuestError, Outcome, Rejection, Reply, Seat};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::marker::PhantomData;
@@ -174,6 +175,35 @@ impl<G: Game> Match<G> {
         self.outcome = step.outcome.clone();
         self.turn = step.turn;
         Ok(step)
+    }
+}
+
+impl<G: Bot> Match<G>
+where
+    G::View: DeserializeOwned,
+    G::Action: Serialize,
+{
+    /// What the game's bot in seat `player` does now, asked the way the host asks it: with that
+    /// seat's view as the view export gives it, through the bot export's code path.
+    pub fn bot(&self, player: &str, seed: u64) -> Option<G::Action> {
+        let view = self.view_reply(player).ok()?;
+        let view: Reply<Box<RawValue>> = serde_json::from_slice(&view).expect("views decode");
+        let input = abi::BotInput {
+            view: view.ok()?,
+            player: player.to_string(),
+            seed,
+        };
+        let reply = dispatch::bot::<G>(&serde_json::to_vec(&input).expect("inputs serialise"));
+        let decoded: Reply<Option<G::Action>> =
+            serde_json::from_slice(&reply).expect("bot replies decode");
+        unwrap_guest(decoded).expect("a bot never refuses")
+    }
+
+    /// Lets the bot in seat `player` act, as the host would: `None` if it has nothing to do,
+    /// else the outcome of its action (a refusal included).
+    pub fn play_bot(&mut self, player: &str, seed: u64) -> Option<Result<Step, Rejection>> {
+        let action = self.bot(player, seed)?;
+        Some(self.act(player, &action))
     }
 }
 

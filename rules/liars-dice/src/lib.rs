@@ -491,4 +491,13 @@ fn face_beats(face: u8, last: Bid) -> bool {
     face > last.face
 }
 
-sdk::export_game!(LiarsDice);
+/// The host's bot plays [`bot_action`] when it is its turn and the game is still on.
+impl sdk::Bot for LiarsDice {
+    fn act(view: View, me: &str, rng: &mut Rng) -> Option<Action> {
+        let still_playing = view.players.iter().filter(|p| p.dice > 0).count() > 1;
+        (still_playing && view.to_act == me && !view.your_dice.is_empty())
+            .then(|| bot_action(&view, rng))
+    }
+}
+
+sdk::export_game!(LiarsDice, bot);

@@ -201,15 +201,22 @@ fn bots_play_whole_matches_to_a_single_winner() {
     for players in 2..=6 {
         for seed in 0..10 {
             let mut game = table(seed, players);
-            let mut rng = Rng::from_seed(seed + 100);
+            let seats: Vec<String> = game.state().players.iter().map(|s| s.id.clone()).collect();
             let mut moves = 0;
             while game.outcome().is_none() {
+                // As the host does: every bot is asked, only the one to act answers.
                 let actor = to_act(&game);
-                let action = bot_action(&game.view(&actor), &mut rng);
-                game.act(&actor, &action)
-                    .unwrap_or_else(|e| panic!("the bot's {action:?} was refused: {e}"));
+                let seed = seed * 1_000 + moves;
+                for seat in seats.iter().filter(|seat| **seat != actor) {
+                    assert!(game.bot(seat, seed).is_none(), "{seat} acts out of turn");
+                }
+                let played = game.play_bot(&actor, seed).expect("the bot to act acts");
+                played.unwrap_or_else(|e| panic!("the bot's action was refused: {e}"));
                 moves += 1;
                 assert!(moves < 2_000, "a match ends");
+            }
+            for seat in &seats {
+                assert!(game.bot(seat, 1).is_none(), "nobody acts after the end");
             }
             let state = game.state().game;
             let winner = &game.outcome().unwrap().winners;

@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 
 pub struct WizardBattle;
 
-sdk::export_game!(WizardBattle, migrations);
+sdk::export_game!(WizardBattle, migrations, bot);
 
 /// The layout of [`State`] this version writes. Revision 1 (the first release) had no
 /// `revision` field; revision 2 added it. [`Game::migrate`] carries older matches over.
@@ -912,6 +912,8 @@ fn generate_map(
         }
     }
 }
+
+mod bot;
 
 #[cfg(test)]
 mod tests;
