@@ -3,6 +3,7 @@
 
 use crate::gateway::ClientLimits;
 use crate::listener::ConnectionLimits;
+pub use crate::matches::BotSettings;
 use crate::runtime::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,11 @@ pub struct Config {
     pub game: String,
     pub round_timeout: Duration,
     pub reconnect_grace: Duration,
+    /// How long the oldest of enough players for a match waits for more (a game that seats a
+    /// range) before the match starts with those there are.
+    pub match_fill: Duration,
+    /// Bots: after how long a waiting player gets them, and how long they think.
+    pub bots: BotSettings,
     /// How long a finished game stays readable (`getGameState`) before it is forgotten.
     pub finished_game_retention: Duration,
     /// Required as a bearer token by admin endpoints; without it they answer loopback only.
@@ -48,6 +54,8 @@ impl Config {
             game: "wizard-battle".into(),
             round_timeout: Duration::from_secs(30),
             reconnect_grace: Duration::from_secs(30),
+            match_fill: Duration::from_secs(5),
+            bots: BotSettings::default(),
             finished_game_retention: Duration::from_secs(600),
             admin_token: None,
             client_limits: ClientLimits::default(),

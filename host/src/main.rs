@@ -2,7 +2,7 @@
 //! named beside it; `gamehost --help` lists them.
 
 use clap::Parser;
-use host::config::{Config, default_instance_id};
+use host::config::{BotSettings, Config, default_instance_id};
 use host::gateway::ClientLimits;
 use host::listener::ConnectionLimits;
 use host::runtime::Limits;
@@ -39,6 +39,17 @@ struct Args {
     /// How long a disconnected player has to come back before forfeiting.
     #[arg(long, env = "RECONNECT_GRACE_MS", default_value_t = 30_000)]
     reconnect_grace_ms: u64,
+    /// For a game that seats a range of players: how long the oldest of enough waiting players
+    /// waits for more before its match starts with those there are.
+    #[arg(long, env = "MATCH_FILL_MS", default_value_t = 5_000)]
+    match_fill_ms: u64,
+    /// A player who has waited this long is seated with the game's bots (games that have them);
+    /// unset: only players who ask (`vsBot`) get bots.
+    #[arg(long, env = "BOT_AFTER_MS")]
+    bot_after_ms: Option<u64>,
+    /// How long a bot waits before it acts.
+    #[arg(long, env = "BOT_THINK_MS", default_value_t = 600)]
+    bot_think_ms: u64,
     /// How long a finished game stays readable before it is forgotten.
     #[arg(long, env = "FINISHED_GAME_RETENTION_MS", default_value_t = 600_000)]
     finished_game_retention_ms: u64,
@@ -105,6 +116,11 @@ impl Args {
         config.game = self.game;
         config.round_timeout = Duration::from_millis(self.round_timeout_ms);
         config.reconnect_grace = Duration::from_millis(self.reconnect_grace_ms);
+        config.match_fill = Duration::from_millis(self.match_fill_ms);
+        config.bots = BotSettings {
+            after: self.bot_after_ms.map(Duration::from_millis),
+            think: Duration::from_millis(self.bot_think_ms),
+        };
         config.finished_game_retention = Duration::from_millis(self.finished_game_retention_ms);
         config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.client_limits = ClientLimits {

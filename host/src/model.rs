@@ -35,13 +35,34 @@ pub struct QueueEntry {
     pub level: i64,
 }
 
-/// `matches` entry.
+/// `matches` entry. The original's matches had two players; a match of more keeps its first two
+/// here (by seat order) and every seat in its game state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MatchRecord {
     pub player1: QueueEntry,
     pub player2: QueueEntry,
     pub room_id: RoomId,
+}
+
+impl MatchRecord {
+    /// The record of a game's match. A match of one player names it twice.
+    pub fn of(game: &GameState) -> MatchRecord {
+        let entry = |slot: &PlayerSlot| QueueEntry {
+            id: slot.id.clone(),
+            level: slot.level,
+        };
+        let first = game.players.first().map(entry).unwrap_or(QueueEntry {
+            id: String::new(),
+            level: 0,
+        });
+        let second = game.players.get(1).map(entry).unwrap_or(first.clone());
+        MatchRecord {
+            player1: first,
+            player2: second,
+            room_id: game.room_id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +85,25 @@ pub struct PlayerSlot {
     pub level: i64,
     /// Whether the player has a socket now; false during a reconnection grace period.
     pub connected: bool,
+    /// A bot the host plays with the game's own bot export: no socket, no session, no instance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
+}
+
+impl PlayerSlot {
+    /// A new bot's seat, named so that nobody mistakes it for a player (`bot-<hex>`).
+    pub fn bot(level: i64) -> PlayerSlot {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        PlayerSlot {
+            id: format!("bot-{}", &id[..12]),
+            socket_id: String::new(),
+            instance_id: String::new(),
+            state: Value::Object(Default::default()),
+            level,
+            connected: true,
+            bot: true,
+        }
+    }
 }
 
 /// `game_states` entry: the original's document, with `gameData` holding the rules' state.
@@ -104,6 +144,11 @@ impl GameState {
 
     pub fn has_player(&self, player: &str) -> bool {
         self.slot(player).is_some()
+    }
+
+    /// The seats the host's bots play.
+    pub fn bots(&self) -> impl Iterator<Item = &PlayerSlot> {
+        self.players.iter().filter(|p| p.bot)
     }
 
     /// The document as one player may see it: `gameData` replaced by that player's view.

@@ -180,6 +180,8 @@ pub enum Operation {
     Migrate,
     /// Optional: what game the module is.
     Describe,
+    /// Optional: the game's own bot.
+    Bot,
 }
 
 impl Operation {
@@ -192,6 +194,7 @@ impl Operation {
             Operation::View => abi::EXPORT_VIEW,
             Operation::Migrate => abi::EXPORT_MIGRATE,
             Operation::Describe => abi::EXPORT_DESCRIBE,
+            Operation::Bot => abi::EXPORT_BOT,
         }
     }
 
@@ -216,6 +219,7 @@ pub type Description = abi::Description<Box<RawValue>>;
 struct Optional {
     migrates: bool,
     describes: bool,
+    bots: bool,
 }
 
 /// Which compiler made a module's code.
@@ -608,6 +612,7 @@ impl RulesEngine {
         for (export, present) in [
             (abi::EXPORT_MIGRATE, &mut optional.migrates),
             (abi::EXPORT_DESCRIBE, &mut optional.describes),
+            (abi::EXPORT_BOT, &mut optional.bots),
         ] {
             *present = module.get_export(export).is_some();
             if *present {
@@ -762,6 +767,7 @@ pub struct Instance {
     /// The optional exports, where the module has them.
     migrate: Option<TypedFunc<(u32, u32), u64>>,
     describe: Option<TypedFunc<(u32, u32), u64>>,
+    bot: Option<TypedFunc<(u32, u32), u64>>,
 }
 
 impl RulesModule {
@@ -855,6 +861,28 @@ impl RulesModule {
         self.inner.description.as_ref()
     }
 
+    /// Whether the module exports [`abi::EXPORT_BOT`]: the host may seat its bots.
+    pub fn has_bot(&self) -> bool {
+        self.inner.optional.bots
+    }
+
+    /// What a bot in seat `player` does now, given that seat's view (see [`abi::EXPORT_BOT`]):
+    /// `None` when it has nothing to do.
+    pub fn bot(
+        &self,
+        view: &RawValue,
+        player: &str,
+        seed: u64,
+    ) -> Result<Option<Box<RawValue>>, CallError> {
+        let input = abi::BotInput {
+            view,
+            player: player.to_string(),
+            seed,
+        };
+        let action: Box<RawValue> = self.call_typed(Operation::Bot, &input)?;
+        Ok((action.get() != "null").then_some(action))
+    }
+
     /// Carries a match's state over from another version of this game (see
     /// [`abi::EXPORT_MIGRATE`]); `Rejected` with `cannot_migrate` if the module cannot.
     pub fn migrate(&self, state: &RawValue) -> Result<Transition, CallError> {
@@ -921,6 +949,7 @@ impl RulesModule {
         };
         let migrate = optional(self.inner.optional.migrates, abi::EXPORT_MIGRATE)?;
         let describe = optional(self.inner.optional.describes, abi::EXPORT_DESCRIBE)?;
+        let bot = optional(self.inner.optional.bots, abi::EXPORT_BOT)?;
         Ok(Instance {
             deadline_ticks: self.inner.engine.inner.deadline_ticks,
             code,
@@ -930,6 +959,7 @@ impl RulesModule {
             operations,
             migrate,
             describe,
+            bot,
         })
     }
 
@@ -1056,6 +1086,9 @@ impl Instance {
                     "cannot_describe",
                     "this module does not describe itself",
                 ))
+            })?,
+            Operation::Bot => self.bot.as_ref().ok_or_else(|| {
+                CallError::Rejected(abi::Rejection::new("no_bot", "this game has no bot"))
             })?,
             other => &self.operations[other as usize],
         };

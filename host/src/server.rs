@@ -156,6 +156,8 @@ async fn run_until(
             game: config.game.clone(),
             round_timeout: config.round_timeout,
             reconnect_grace: config.reconnect_grace,
+            match_fill: config.match_fill,
+            bots: config.bots.clone(),
             instance_id: config.instance_id.clone(),
         },
     );

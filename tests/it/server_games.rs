@@ -16,6 +16,8 @@ fn last_view(player: &Player) -> View {
 async fn a_liars_dice_match_plays_to_its_end_through_the_server() {
     let server = server(|c| {
         c.game = "liars-dice".into();
+        // Two are enough for a table that takes up to six, when nobody waits for more.
+        c.match_fill = std::time::Duration::ZERO;
         // The bots move as fast as the answers come: more than a person's events per second.
         c.client_limits.events_per_second = 1_000;
         c.client_limits.burst = 1_000;
@@ -76,7 +78,7 @@ async fn next_view(player: &Player) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_game_is_served_at_once_each_with_queues_of_its_own() {
-    let server = server(|_| {}).await;
+    let server = server(|c| c.match_fill = std::time::Duration::ZERO).await;
     let dice_a = Player::connect(&server).await;
     let wizard = Player::connect(&server).await;
     let dice_b = Player::connect(&server).await;
@@ -115,7 +117,7 @@ async fn every_game_is_served_at_once_each_with_queues_of_its_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mode_sets_up_its_matches_and_unknown_games_and_modes_are_refused() {
-    let server = server(|_| {}).await;
+    let server = server(|c| c.match_fill = std::time::Duration::ZERO).await;
     let a = Player::connect(&server).await;
     let b = Player::connect(&server).await;
     let refused = a

@@ -2,37 +2,40 @@
 
 use super::requests::{ClientError, Request};
 use super::{Gateway, Sock, unavailable};
-use crate::matchmaking::Joined;
-use crate::model::{QueueEntry, Session, Status};
+use crate::matches::Seated;
+use crate::model::{QueueEntry, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// What `joinMatchmaking` takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Join {
+    level: i64,
+    #[serde(default)]
+    game: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    /// Start at once, with the game's bots in the other seats.
+    #[serde(default)]
+    vs_bot: bool,
+    /// With `vsBot`: how many seats the match has, the player's included (default: the fewest
+    /// the game plays with, and at least two).
+    #[serde(default)]
+    seats: Option<usize>,
+}
+
 impl Gateway {
     pub(super) async fn join_matchmaking(&self, socket: Sock, request: Request) {
-        #[derive(Deserialize)]
-        struct Join {
-            level: i64,
-            #[serde(default)]
-            game: Option<String>,
-            #[serde(default)]
-            mode: Option<String>,
-        }
-        let join = match request.parse::<Join>("{\"level\": <integer>}") {
-            Ok(join) => join,
-            Err(_) => {
-                let error = ClientError::new(
-                    "invalid_level",
-                    "level must be an integer number, e.g. {\"level\": 2}; game and mode, if given, are names",
-                );
-                return request.refuse(&socket, error);
-            }
+        let Ok(join) = request.parse::<Join>("{\"level\": <integer>}") else {
+            let error = ClientError::new(
+                "invalid_level",
+                "level must be an integer number, e.g. {\"level\": 2}; game and mode, if given, are names, vsBot true or false, seats a number",
+            );
+            return request.refuse(&socket, error);
         };
-        let level = join.level;
-        let queue = match self
-            .inner
-            .matches
-            .queue(join.game.as_deref(), join.mode.as_deref())
-        {
+        let matches = &self.inner.matches;
+        let queue = match matches.queue(join.game.as_deref(), join.mode.as_deref()) {
             Ok(queue) => queue,
             Err(error) => return request.refuse(&socket, error.into()),
         };
@@ -48,42 +51,31 @@ impl Gateway {
             }
             Err(error) => return request.refuse(&socket, error),
         }
-        let me = QueueEntry {
-            id: player.clone(),
-            level,
+        let me = Seated {
+            entry: QueueEntry {
+                id: player,
+                level: join.level,
+            },
+            socket: socket.id.to_string(),
+            instance: self.inner.instance_id.clone(),
         };
-        let instance = self.inner.instance_id.clone();
-        let opponent = loop {
-            let joined = match self.store().join_queue(&queue.lane, &me, &instance).await {
-                Ok(joined) => joined,
-                Err(error) => return request.refuse(&socket, unavailable(error)),
-            };
-            let Joined::Paired { opponent } = joined else {
-                break None;
-            };
-            match self.store().session(&opponent.id).await {
-                Ok(Some(Session {
-                    socket_id: Some(socket_id),
-                    instance_id: Some(instance_id),
-                    ..
-                })) => break Some((opponent, socket_id, instance_id)),
-                // The opponent left between queueing and now: look again.
-                Ok(_) => continue,
-                Err(error) => return request.refuse(&socket, unavailable(error)),
-            }
+        let started = if join.vs_bot {
+            let seats = join.seats.unwrap_or(queue.seating.min.max(2));
+            matches.against_bots(&queue, me, seats).await.map(Some)
+        } else {
+            matches.join(&queue, me).await
         };
-        let Some(opponent) = opponent else {
-            let _ = socket.emit("waiting", &json!({ "message": "Waiting for a match..." }));
-            return request.answer(&socket, "joinMatchmaking", &Value::Null);
-        };
-        let pair = [opponent, (me, socket.id.to_string(), instance)];
-        match self.inner.matches.start(&queue, pair).await {
-            Ok(game) => {
+        match started {
+            Ok(Some(game)) => {
                 socket.join(game.room_id.clone());
                 request.answer(&socket, "joinMatchmaking", &game.room_id)
             }
+            Ok(None) => {
+                let _ = socket.emit("waiting", &json!({ "message": "Waiting for a match..." }));
+                request.answer(&socket, "joinMatchmaking", &Value::Null)
+            }
             Err(error) => {
-                tracing::error!(%error, "could not start a match");
+                tracing::debug!(%error, "no match started");
                 request.refuse(&socket, error.into())
             }
         }

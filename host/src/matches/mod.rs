@@ -16,7 +16,8 @@
 //! changes (`unavailable`) rather than split in two.
 
 use crate::model::{
-    GameState, MatchRecord, PlayerId, PlayerSlot, QueueEntry, RoomId, SocketId, Status, now_ms,
+    GameState, MatchRecord, PlayerId, PlayerSlot, QueueEntry, RoomId, Session, SocketId, Status,
+    now_ms,
 };
 use crate::modules::Modules;
 use crate::runtime::{CallError, RulesModule, Transition};
@@ -93,7 +94,31 @@ pub struct MatchSettings {
     pub round_timeout: Duration,
     /// How long a disconnected player has to come back before forfeiting.
     pub reconnect_grace: Duration,
+    /// With enough players for a match but fewer than the most, how long the oldest waits for
+    /// more before the match starts anyway (`MATCH_FILL_MS`).
+    pub match_fill: Duration,
+    /// How a game's bots are seated and play.
+    pub bots: BotSettings,
     pub instance_id: String,
+}
+
+/// How a game's bots are seated and play.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    /// A player who has waited this long is seated with bots in the empty seats
+    /// (`BOT_AFTER_MS`); `None`: only players who ask (`vsBot`) get bots.
+    pub after: Option<Duration>,
+    /// How long a bot waits before it acts (`BOT_THINK_MS`), so that a human can follow.
+    pub think: Duration,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings {
+            after: None,
+            think: Duration::from_millis(600),
+        }
+    }
 }
 
 impl MatchSettings {
@@ -129,6 +154,15 @@ pub enum MatchError {
     Busy,
     #[error("there is no game {game:?} here; the games are {served:?}")]
     UnknownGame { game: String, served: Vec<String> },
+    #[error("{0} has no bots")]
+    NoBots(String),
+    #[error("{game} seats {min} to {max} players, not {asked}")]
+    BadSeats {
+        game: String,
+        asked: usize,
+        min: usize,
+        max: usize,
+    },
     #[error("{game} has no mode {mode:?}; its modes are {modes:?}")]
     UnknownMode {
         game: String,
@@ -146,6 +180,10 @@ pub struct Queue {
     pub lane: crate::matchmaking::Lane,
     /// The mode's match configuration, passed to the rules at setup.
     pub config: Box<RawValue>,
+    /// How many a match seats, and how long a partly full queue waits.
+    pub seating: crate::matchmaking::Seating,
+    /// Whether the game has bots to fill empty seats with.
+    pub bots: bool,
 }
 
 impl MatchError {
@@ -158,6 +196,8 @@ impl MatchError {
             MatchError::NoRules(_) => "no_rules",
             MatchError::UnknownGame { .. } => "unknown_game",
             MatchError::UnknownMode { .. } => "unknown_mode",
+            MatchError::NoBots(_) => "no_bots",
+            MatchError::BadSeats { .. } => "invalid_seats",
             MatchError::Rules(_) => "rules_failed",
             MatchError::Gone | MatchError::Unavailable | MatchError::Busy => "unavailable",
         }
@@ -333,150 +373,10 @@ impl Matches {
         Ok(game)
     }
 
-    /// The queue of `game` (default: the configured one) in `mode` (default: the game's first),
-    /// as the active module of that game describes it.
-    pub fn queue(&self, game: Option<&str>, asked: Option<&str>) -> Result<Queue, MatchError> {
-        let rules = self.inner.modules.rules();
-        let default_game = &self.inner.settings.game;
-        let game = game.unwrap_or(default_game);
-        let Some(module) = rules.active(game) else {
-            return Err(MatchError::UnknownGame {
-                game: game.to_string(),
-                served: rules.games(),
-            });
-        };
-        let description = crate::rules::description_of(&module, game);
-        let mode = match asked {
-            Some(name) => description.modes.iter().find(|m| m.name == name),
-            None => description.modes.first(),
-        };
-        let Some(mode) = mode else {
-            return Err(MatchError::UnknownMode {
-                game: game.to_string(),
-                mode: asked.unwrap_or_default().to_string(),
-                modes: description.modes.iter().map(|m| m.name.clone()).collect(),
-            });
-        };
-        // The default game's default mode keeps the original's queues. Only the default game's
-        // own first mode can be it, and that is this description's first mode.
-        let first_mode = &description.modes[0].name;
-        Ok(Queue {
-            game: game.to_string(),
-            mode: mode.name.clone(),
-            lane: crate::matchmaking::lane(game, &mode.name, default_game, first_mode),
-            config: mode.config.clone(),
-        })
-    }
-
-    /// Starts a match between two paired players of `queue`, each given with its socket and the
-    /// instance holding that socket: sets it up with the game's active rules and the mode's
-    /// settings, stores it and tells them.
-    pub async fn start(
-        &self,
-        queue: &Queue,
-        pair: [(QueueEntry, SocketId, String); 2],
-    ) -> Result<GameState, MatchError> {
-        let hub = &self.inner;
-        let game = queue.game.clone();
-        let module = hub
-            .modules
-            .rules()
-            .active(&game)
-            .ok_or_else(|| MatchError::NoRules(game.clone()))?;
-        let mut pair = pair;
-        pair.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let seats: Vec<Seat> = pair
-            .iter()
-            .map(|(entry, _, _)| Seat {
-                id: entry.id.clone(),
-                level: entry.level,
-            })
-            .collect();
-        let seed: u64 = rand::random();
-        let config = queue.config.clone();
-        let transition = call(&module, move |m| m.setup(seed, &seats, &config)).await?;
-
-        let room_id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
-        let players = pair
-            .iter()
-            .map(|(entry, socket, instance)| PlayerSlot {
-                id: entry.id.clone(),
-                socket_id: socket.clone(),
-                instance_id: instance.clone(),
-                state: Value::Object(Default::default()),
-                level: entry.level,
-                connected: true,
-            })
-            .collect();
-        let mut state = GameState {
-            room_id: room_id.clone(),
-            players,
-            game_data: RawValue::from_string("null".into()).expect("null is JSON"),
-            turn: 0,
-            status: Status::Active,
-            created_at: now,
-            updated_at: now,
-            game,
-            module: module.sha256_hex(),
-            version: 1,
-            winners: None,
-            round_ends_at: None,
-        };
-        let record = MatchRecord {
-            player1: pair[0].0.clone(),
-            player2: pair[1].0.clone(),
-            room_id: room_id.clone(),
-        };
-        fold(
-            &mut state,
-            &transition,
-            hub.settings.round_timeout_of(&module),
-            true,
-        );
-        let mut messages = vec![match_found(&state, &pair)];
-        messages.extend(announcements(&state, &transition));
-        hub.store.insert_match(&record, &state, &messages).await?;
-        if !hub.store.announces() {
-            hub.outbox.deliver_here(messages).await;
-        }
-        self.remember_members(&state);
-        for (entry, socket, _) in &pair {
-            // The match is stored: a failure here only leaves a mapping less precise.
-            let room = Some(room_id.as_str());
-            if let Err(error) = hub.store.set_session_room(&entry.id, room).await {
-                tracing::warn!(player = entry.id, %error, "session not updated");
-            }
-            if let Err(error) = hub.store.set_socket_room(socket, room).await {
-                tracing::warn!(socket, %error, "socket mapping not updated");
-            }
-        }
-
-        self.spawn_actor(module, state.clone());
-
-        // A player whose socket closed while the match was being set up was not yet in it when
-        // its disconnection was handled: hand that disconnection to the match now.
-        for (entry, socket, _) in &pair {
-            let current = hub.store.session(&entry.id).await.ok().flatten();
-            if current.and_then(|s| s.socket_id).as_deref() != Some(socket.as_str()) {
-                self.disconnected(&room_id, &entry.id, socket).await;
-            }
-        }
-        Ok(state)
-    }
-
     fn spawn_actor(&self, module: RulesModule, game: GameState) -> Mailbox {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.actors().insert(game.room_id.clone(), sender.clone());
-        let actor = Actor {
-            matches: self.clone(),
-            module,
-            stored_version: game.version,
-            game,
-            unsaved: false,
-            round_ended: false,
-            refused_migration: None,
-        };
+        let actor = Actor::new(self.clone(), module, game);
         tokio::spawn(actor.run(receiver, sender.clone()));
         sender
     }
@@ -670,665 +570,12 @@ async fn call<T: Send + 'static>(
     }
 }
 
-/// Writes a transition into the game state document. The round clock restarts when the turn
-/// moves, or when `restart_clock` says so (a timeout that left the round open).
-fn fold(
-    game: &mut GameState,
-    transition: &Transition,
-    round_timeout: Duration,
-    restart_clock: bool,
-) {
-    let turn_moved = transition.turn != game.turn;
-    game.game_data = transition.state.clone();
-    game.turn = transition.turn;
-    if let Some(outcome) = &transition.outcome {
-        game.status = Status::Finished;
-        game.winners = Some(outcome.winners.clone());
-        game.round_ends_at = None;
-    } else if turn_moved || restart_clock {
-        game.round_ends_at = Some(now_ms() + round_timeout.as_millis() as u64);
-    }
-}
+mod actor;
+mod announce;
+mod bots;
+mod queueing;
+mod setup;
 
-/// `matchFound`, as the original sent it: the room and both players, sorted by id.
-fn match_found(game: &GameState, pair: &[(QueueEntry, SocketId, String); 2]) -> Message {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct MatchFound<'a> {
-        room_id: &'a str,
-        players: Vec<&'a QueueEntry>,
-    }
-    Message::new(
-        everyone(game),
-        "matchFound",
-        payload(&MatchFound {
-            room_id: &game.room_id,
-            players: pair.iter().map(|(entry, _, _)| entry).collect(),
-        }),
-    )
-}
+pub use setup::Seated;
 
-/// Every player of a game.
-fn everyone(game: &GameState) -> To {
-    To::Players(game.players.iter().map(|p| p.id.clone()).collect())
-}
-
-/// What each player hears of a transition: the rules' events (each to its audience), then its
-/// own view, then the end of the game if it ended.
-fn announcements(game: &GameState, transition: &Transition) -> Vec<Message> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct GameEvent<'a> {
-        room_id: &'a str,
-        turn: u64,
-        event: &'a RawValue,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ViewEvent<'a> {
-        room_id: &'a str,
-        turn: u64,
-        view: &'a RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        round_ends_at: Option<u64>,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct GameOver<'a> {
-        room_id: &'a str,
-        winners: &'a [PlayerId],
-    }
-    let room = game.room_id.as_str();
-    let mut messages = Vec::new();
-    for event in &transition.events {
-        let body = payload(&GameEvent {
-            room_id: room,
-            turn: transition.turn,
-            event: &event.event,
-        });
-        let to = match &event.to {
-            None => everyone(game),
-            Some(player) => To::Player(player.clone()),
-        };
-        messages.push(Message::new(to, "gameEvent", body));
-    }
-    for view in &transition.views {
-        let body = payload(&ViewEvent {
-            room_id: room,
-            turn: transition.turn,
-            view: &view.view,
-            round_ends_at: game.round_ends_at,
-        });
-        messages.push(Message::new(To::Player(view.player.clone()), "view", body));
-    }
-    if let Some(outcome) = &transition.outcome {
-        let body = payload(&GameOver {
-            room_id: room,
-            winners: &outcome.winners,
-        });
-        messages.push(Message::new(everyone(game), "gameOver", body));
-    }
-    messages
-}
-
-/// A change an actor computed: the next game state and what to tell once it is stored.
-struct Change<T> {
-    next: GameState,
-    messages: Vec<Message>,
-    answer: T,
-}
-
-/// The task that owns a running match on this instance.
-struct Actor {
-    matches: Matches,
-    module: RulesModule,
-    /// The last state this actor saw or wrote.
-    game: GameState,
-    /// The version the store holds, as far as this actor knows.
-    stored_version: u64,
-    /// Changes went on in memory while the store was away and still have to be written back.
-    unsaved: bool,
-    /// A round just ended: the moment a match may move to a newly active version.
-    round_ended: bool,
-    /// The version that refused to carry this match over (not asked again).
-    refused_migration: Option<String>,
-}
-
-impl Actor {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, me: Mailbox) {
-        let room = self.game.room_id.clone();
-        let mut write_back = tokio::time::interval(WRITE_BACK_EVERY);
-        while self.game.status != Status::Finished || self.unsaved {
-            let next = self.round_deadline();
-            tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => self.handle(command).await,
-                    None => break,
-                },
-                _ = sleep_until(next), if next.is_some() && self.game.status != Status::Finished => {
-                    self.on_round_deadline().await
-                }
-                _ = write_back.tick(), if self.unsaved => self.write_back().await,
-            }
-            if std::mem::take(&mut self.round_ended) {
-                self.migrate_if_asked().await;
-            }
-            if !self.unsaved && !self.has_local_player() {
-                // The match's players are on other instances now; their actors carry it.
-                break;
-            }
-        }
-        {
-            let mut actors = self.matches.actors();
-            if actors.get(&room).is_some_and(|m| m.same_channel(&me)) {
-                actors.remove(&room);
-            }
-        }
-        // Answer whatever arrived meanwhile, so no caller waits forever.
-        commands.close();
-        while let Ok(command) = commands.try_recv() {
-            self.handle(command).await;
-        }
-        if self.game.status == Status::Finished {
-            tracing::info!(room, winners = ?self.game.winners, "match over");
-        }
-    }
-
-    fn hub(&self) -> &Hub {
-        &self.matches.inner
-    }
-
-    fn instance(&self) -> &str {
-        &self.hub().settings.instance_id
-    }
-
-    fn has_local_player(&self) -> bool {
-        self.game
-            .players
-            .iter()
-            .any(|p| p.instance_id == self.instance())
-    }
-
-    fn round_deadline(&self) -> Option<Instant> {
-        let ends_at = self.game.round_ends_at?;
-        let left = ends_at.saturating_sub(now_ms());
-        Some(Instant::now() + Duration::from_millis(left))
-    }
-
-    async fn handle(&mut self, command: Command) {
-        match command {
-            Command::Act {
-                player,
-                action,
-                done,
-            } => {
-                let _ = done.send(self.act(&player, action).await);
-            }
-            Command::View { player, done } => {
-                let _ = done.send(
-                    self.view(&player)
-                        .await
-                        .map(|view| (self.game.clone(), view)),
-                );
-            }
-            Command::PlayerState {
-                player,
-                state,
-                done,
-            } => {
-                let _ = done.send(self.set_player_state(&player, state).await);
-            }
-            Command::Disconnected {
-                player,
-                socket,
-                grace,
-                done,
-            } => {
-                let _ = done.send(self.disconnected(&player, &socket, grace).await);
-            }
-            Command::Reconnected {
-                player,
-                socket,
-                done,
-            } => {
-                let _ = done.send(self.reconnected(&player, &socket).await);
-            }
-            Command::Forfeit { player, done } => {
-                let _ = done.send(self.forfeit(&player).await);
-            }
-            Command::Changed { version } => {
-                if version > self.game.version && !self.unsaved {
-                    self.reload().await;
-                }
-            }
-        }
-    }
-
-    /// Reads the stored state. Returns false if the store could not be read.
-    async fn reload(&mut self) -> bool {
-        match self.hub().store.game(&self.game.room_id).await {
-            Ok(Some(stored)) => {
-                if stored.module != self.game.module
-                    && let Ok(module) = self.matches.pinned_module(&stored.module).await
-                {
-                    self.module = module;
-                }
-                self.stored_version = stored.version;
-                self.game = stored;
-                true
-            }
-            Ok(None) => {
-                // Pruned or cleaned away: nothing is left to play.
-                self.game.status = Status::Finished;
-                true
-            }
-            Err(error) => {
-                tracing::warn!(room = %self.game.room_id, %error, "could not reload the match");
-                false
-            }
-        }
-    }
-
-    /// Computes a change from the current state and stores it by compare-and-set; when another
-    /// instance wrote first, reloads and computes again. Tells the players once it is stored.
-    async fn change<T, F, Fut>(&mut self, mut compute: F) -> Result<T, MatchError>
-    where
-        F: FnMut(GameState, RulesModule, MatchSettings) -> Fut,
-        Fut: Future<Output = Result<Option<Change<T>>, MatchError>>,
-        T: Default,
-    {
-        for _ in 0..MAX_ATTEMPTS {
-            let settings = self.hub().settings.clone();
-            let Some(change) = compute(self.game.clone(), self.module.clone(), settings).await?
-            else {
-                return Ok(T::default());
-            };
-            let mut next = change.next;
-            next.version = self.game.version + 1;
-            next.updated_at = now_ms();
-            let mut deliver_here = !self.hub().store.announces();
-            match self.store(&next, &change.messages).await {
-                Ok(()) => {
-                    self.stored_version = next.version;
-                    self.unsaved = false;
-                }
-                Err(StoreError::Conflict { .. }) if !self.unsaved => {
-                    if !self.reload().await {
-                        return Err(MatchError::Unavailable);
-                    }
-                    if self.game.status == Status::Finished {
-                        return Err(MatchError::Finished);
-                    }
-                    continue;
-                }
-                Err(StoreError::Unavailable(_)) if self.all_players_local() => {
-                    // Nobody elsewhere can change this match meanwhile: go on in memory.
-                    self.unsaved = true;
-                    deliver_here = true;
-                }
-                Err(error) => {
-                    tracing::warn!(room = %self.game.room_id, %error, "change not stored");
-                    return Err(MatchError::Unavailable);
-                }
-            }
-            self.round_ended |= next.turn != self.game.turn && next.status != Status::Finished;
-            self.game = next;
-            if deliver_here {
-                self.hub().outbox.deliver_here(change.messages).await;
-            }
-            return Ok(change.answer);
-        }
-        Err(MatchError::Busy)
-    }
-
-    fn all_players_local(&self) -> bool {
-        self.game
-            .players
-            .iter()
-            .all(|p| p.instance_id == self.instance())
-    }
-
-    /// Stores `next` by compare-and-set on the version the store holds. A store that lost the
-    /// match altogether (Redis came back empty) gets it back whole: this copy is the newest.
-    async fn store(&self, next: &GameState, messages: &[Message]) -> Result<(), StoreError> {
-        let store = &self.hub().store;
-        match store
-            .replace_game(next, self.stored_version, messages)
-            .await
-        {
-            Err(StoreError::NoSuchGame(_)) => {
-                tracing::warn!(room = %next.room_id, "the store lost this match; restoring it");
-                let entry = |slot: &PlayerSlot| QueueEntry {
-                    id: slot.id.clone(),
-                    level: slot.level,
-                };
-                let (Some(first), Some(last)) = (next.players.first(), next.players.last()) else {
-                    return Err(StoreError::NoSuchGame(next.room_id.clone()));
-                };
-                let record = MatchRecord {
-                    player1: entry(first),
-                    player2: entry(last),
-                    room_id: next.room_id.clone(),
-                };
-                store.insert_match(&record, next, messages).await
-            }
-            other => other,
-        }
-    }
-
-    /// Writes back what changed while the store was away.
-    async fn write_back(&mut self) {
-        let game = self.game.clone();
-        match self.store(&game, &[]).await {
-            Ok(()) => {
-                tracing::info!(room = %self.game.room_id, version = self.game.version, "match written back");
-                self.stored_version = self.game.version;
-                self.unsaved = false;
-            }
-            Err(StoreError::Unavailable(_)) => {}
-            Err(error) => {
-                // Someone else changed the stored match meanwhile (only possible if it had a
-                // player elsewhere after all): the stored one wins.
-                tracing::error!(room = %self.game.room_id, %error, "write-back refused; taking the stored match");
-                self.unsaved = false;
-                self.reload().await;
-            }
-        }
-    }
-
-    async fn act(&mut self, player: &str, action: Box<RawValue>) -> Result<u64, MatchError> {
-        let player = player.to_string();
-        self.change(|game, module, settings| {
-            let (player, action) = (player.clone(), action.clone());
-            async move {
-                check_player(&game, &player)?;
-                let state = game.game_data.clone();
-                let transition = call(&module, move |m| m.action(&state, &player, &action)).await?;
-                Ok(Some(transitioned(
-                    game,
-                    &transition,
-                    settings.round_timeout_of(&module),
-                    false,
-                )))
-            }
-        })
-        .await
-        .map(|()| self.game.turn)
-    }
-
-    async fn view(&self, player: &str) -> Result<Box<RawValue>, MatchError> {
-        if !self.game.has_player(player) {
-            return Err(MatchError::NotInRoom);
-        }
-        let (state, who) = (self.game.game_data.clone(), player.to_string());
-        call(&self.module, move |m| m.view(&state, &who)).await
-    }
-
-    async fn set_player_state(&mut self, player: &str, state: Value) -> Result<(), MatchError> {
-        let player = player.to_string();
-        self.change(|mut game, _, _| {
-            let (player, state) = (player.clone(), state.clone());
-            async move {
-                let slot = game.slot_mut(&player).ok_or(MatchError::NotInRoom)?;
-                slot.state = state.clone();
-                #[derive(Serialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Updated<'a> {
-                    player_id: &'a str,
-                    state: &'a Value,
-                }
-                let body = payload(&Updated {
-                    player_id: &player,
-                    state: &state,
-                });
-                let messages = vec![Message::new(everyone(&game), "playerStateUpdated", body)];
-                Ok(Some(Change {
-                    next: game,
-                    messages,
-                    answer: (),
-                }))
-            }
-        })
-        .await
-    }
-
-    async fn disconnected(
-        &mut self,
-        player: &str,
-        socket: &str,
-        grace: Duration,
-    ) -> Result<(), MatchError> {
-        let player = player.to_string();
-        self.change(|mut game, _, _| {
-            let player = player.clone();
-            let socket = socket.to_string();
-            async move {
-                let Some(slot) = game.slot_mut(&player) else {
-                    return Ok(None);
-                };
-                // A socket the player already replaced going away changes nothing.
-                if slot.socket_id != socket || !slot.connected {
-                    return Ok(None);
-                }
-                slot.connected = false;
-                #[derive(Serialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Gone<'a> {
-                    room_id: &'a str,
-                    player_id: &'a str,
-                    reconnect_within_ms: u64,
-                }
-                let body = payload(&Gone {
-                    room_id: &game.room_id,
-                    player_id: &player,
-                    reconnect_within_ms: grace.as_millis() as u64,
-                });
-                let messages = to_others(&game, &player, "opponentDisconnected", body);
-                Ok(Some(Change {
-                    next: game,
-                    messages,
-                    answer: (),
-                }))
-            }
-        })
-        .await
-    }
-
-    async fn reconnected(&mut self, player: &str, socket: &str) -> Result<Resumed, MatchError> {
-        let instance = self.instance().to_string();
-        let player = player.to_string();
-        self.change(|mut game, _, _| {
-            let (player, socket, instance) = (player.clone(), socket.to_string(), instance.clone());
-            async move {
-                let slot = game.slot_mut(&player).ok_or(MatchError::NotInRoom)?;
-                let was_away = !slot.connected;
-                slot.socket_id = socket;
-                slot.instance_id = instance;
-                slot.connected = true;
-                let mut messages = Vec::new();
-                if was_away {
-                    #[derive(Serialize)]
-                    #[serde(rename_all = "camelCase")]
-                    struct Back<'a> {
-                        room_id: &'a str,
-                        player_id: &'a str,
-                    }
-                    let body = payload(&Back {
-                        room_id: &game.room_id,
-                        player_id: &player,
-                    });
-                    messages = to_others(&game, &player, "opponentReconnected", body);
-                }
-                Ok(Some(Change {
-                    next: game,
-                    messages,
-                    answer: (),
-                }))
-            }
-        })
-        .await?;
-        let view = self.view(&player).await?;
-        Ok(Resumed {
-            game: self.game.clone(),
-            view,
-        })
-    }
-
-    async fn forfeit(&mut self, player: &str) -> Result<(), MatchError> {
-        let player = player.to_string();
-        self.change(|game, module, settings| {
-            let player = player.clone();
-            async move {
-                // Back in time after all, or already out.
-                if game.slot(&player).is_none_or(|slot| slot.connected)
-                    || game.status == Status::Finished
-                {
-                    return Ok(None);
-                }
-                tracing::info!(room = %game.room_id, player, "reconnection grace over: forfeit");
-                let state = game.game_data.clone();
-                let transition = call(&module, move |m| m.leave(&state, &player)).await?;
-                Ok(Some(transitioned(
-                    game,
-                    &transition,
-                    settings.round_timeout_of(&module),
-                    false,
-                )))
-            }
-        })
-        .await
-    }
-
-    /// At a round boundary: if another version of the game is active now and it can carry this
-    /// match over (its optional migration export accepts the state), the match moves to it.
-    /// Otherwise it stays on the version it started with.
-    async fn migrate_if_asked(&mut self) {
-        if self.unsaved || self.game.status == Status::Finished {
-            return;
-        }
-        let Some(active) = self.hub().modules.rules().active(&self.game.game) else {
-            return;
-        };
-        let target = active.sha256_hex();
-        if target == self.game.module
-            || !active.can_migrate()
-            || self.refused_migration.as_deref() == Some(target.as_str())
-        {
-            return;
-        }
-        let result = self
-            .change(|game, _, _| {
-                let (active, target) = (active.clone(), target.clone());
-                async move {
-                    if game.module == target || game.status == Status::Finished {
-                        return Ok(None);
-                    }
-                    let state = game.game_data.clone();
-                    let transition = call(&active, move |m| m.migrate(&state)).await?;
-                    let mut next = game;
-                    next.module = target;
-                    next.game_data = transition.state.clone();
-                    let messages = announcements(&next, &transition);
-                    Ok(Some(Change {
-                        next,
-                        messages,
-                        answer: (),
-                    }))
-                }
-            })
-            .await;
-        match result {
-            Ok(()) if self.game.module == target => {
-                tracing::info!(room = %self.game.room_id, version = target, "match moved to the active version");
-                self.module = active;
-            }
-            Ok(()) => {}
-            Err(error) => {
-                tracing::info!(room = %self.game.room_id, version = target, %error, "match stays on its version");
-                self.refused_migration = Some(target);
-            }
-        }
-    }
-
-    async fn on_round_deadline(&mut self) {
-        // Another instance may have moved the round on already; catch up before timing it out.
-        if !self.unsaved {
-            self.reload().await;
-        }
-        let due = |game: &GameState| {
-            game.status != Status::Finished && game.round_ends_at.is_some_and(|at| at <= now_ms())
-        };
-        if !due(&self.game) {
-            return;
-        }
-        let result = self
-            .change(|game, module, settings| async move {
-                if !due(&game) {
-                    return Ok(None);
-                }
-                let state = game.game_data.clone();
-                let transition = call(&module, move |m| m.timeout(&state)).await?;
-                // If the rules keep the round open, it gets another full round.
-                Ok(Some(transitioned(
-                    game,
-                    &transition,
-                    settings.round_timeout_of(&module),
-                    true,
-                )))
-            })
-            .await;
-        if let Err(error) = result {
-            tracing::error!(room = %self.game.room_id, %error, "round timeout failed");
-            // Try again after another full round rather than at once.
-            let retry_at = now_ms() + self.hub().settings.round_timeout.as_millis() as u64;
-            self.game.round_ends_at = Some(retry_at);
-        }
-    }
-}
-
-fn check_player(game: &GameState, player: &str) -> Result<(), MatchError> {
-    if game.status == Status::Finished {
-        return Err(MatchError::Finished);
-    }
-    if !game.has_player(player) {
-        return Err(MatchError::NotInRoom);
-    }
-    Ok(())
-}
-
-/// The change a rules transition makes, with its announcements.
-fn transitioned(
-    mut game: GameState,
-    transition: &Transition,
-    round_timeout: Duration,
-    restart_clock: bool,
-) -> Change<()> {
-    fold(&mut game, transition, round_timeout, restart_clock);
-    let messages = announcements(&game, transition);
-    Change {
-        next: game,
-        messages,
-        answer: (),
-    }
-}
-
-/// The same message for every player of the match but `player`.
-fn to_others(
-    game: &GameState,
-    player: &str,
-    event: &'static str,
-    body: Box<RawValue>,
-) -> Vec<Message> {
-    game.players
-        .iter()
-        .filter(|p| p.id != player)
-        .map(|p| Message::new(To::Player(p.id.clone()), event, body.clone()))
-        .collect()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
+use actor::Actor;

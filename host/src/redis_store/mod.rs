@@ -13,7 +13,7 @@
 //! | `matches` | hash | room id -> [`MatchRecord`] JSON (as the original) |
 //! | `game_states` | hash | room id -> [`GameState`] JSON (the original's fields and ours) |
 //! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original) |
-//! | `queued` | hash | player -> `{level, lane, instance, entry}`: who waits where (for atomic leave) |
+//! | `queued` | hash | player -> `{level, lane, instance, entry, at}`: who waits where, on which instance, since when (Redis's clock, ms) |
 //! | `game_versions` | hash | room id -> version, the compare-and-set guard |
 //! | `finished_games` | sorted set | room id by end time, for retention |
 //! | `session:<player>` | string, TTL | [`Session`] JSON |
@@ -35,7 +35,7 @@
 pub mod pubsub;
 
 use crate::matches::Message;
-use crate::matchmaking::{Joined, Lane};
+use crate::matchmaking::{Joined, Lane, Seating};
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status};
 use crate::store::{Cleaned, InstanceInfo, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -351,42 +351,73 @@ impl RedisStore {
         lane: &str,
         entry: &QueueEntry,
         instance: &str,
+        seating: Seating,
     ) -> StoreResult<Joined> {
-        #[derive(Serialize)]
-        struct Queued<'a> {
-            level: String,
-            lane: &'a str,
-            instance: &'a str,
-            entry: &'a str,
-        }
         let entry_json = json(entry);
-        let level = entry.level.to_string();
-        let queued = json(&Queued {
-            level: level.clone(),
-            lane,
-            instance,
-            entry: &entry_json,
-        });
-        let result: Result<Option<String>, _> = self
+        let taken = self
+            .decide_queue(
+                lane,
+                entry.level,
+                Some((entry, &entry_json, instance)),
+                seating,
+            )
+            .await?;
+        Ok(match taken {
+            Some(others) => Joined::Matched { others },
+            None => Joined::Waiting,
+        })
+    }
+
+    pub async fn fill_queue(
+        &self,
+        lane: &str,
+        level: i64,
+        seating: Seating,
+    ) -> StoreResult<Option<Vec<QueueEntry>>> {
+        self.decide_queue(lane, level, None, seating).await
+    }
+
+    /// One run of `join_queue.lua`: a player joins the queue, or (`None`) its clock is checked.
+    async fn decide_queue(
+        &self,
+        lane: &str,
+        level: i64,
+        joiner: Option<(&QueueEntry, &str, &str)>,
+        seating: Seating,
+    ) -> StoreResult<Option<Vec<QueueEntry>>> {
+        let (player, entry_json, instance) = joiner
+            .map(|(entry, json, instance)| (entry.id.as_str(), json, instance))
+            .unwrap_or_default();
+        let result: Result<Vec<String>, _> = self
             .scripts
             .join_queue
-            .key(self.keys.waiting(lane, entry.level))
+            .key(self.keys.waiting(lane, level))
             .key(&self.keys.queued)
-            .arg(&entry.id)
-            .arg(&entry_json)
-            .arg(&level)
-            .arg(&queued)
+            .arg(player)
+            .arg(entry_json)
+            .arg(level.to_string())
+            .arg(instance)
             .arg(&self.keys.prefix)
             .arg(IDLE_TTL_SECS)
             .arg(lane)
+            .arg(seating.min)
+            .arg(seating.max)
+            .arg(seating.fill_after_ms)
             .invoke_async(&mut self.conn())
             .await;
-        Ok(match self.ok(result)? {
-            Some(opponent) => Joined::Paired {
-                opponent: parse(&opponent)?,
-            },
-            None => Joined::Waiting,
-        })
+        let reply = self.ok(result)?;
+        match reply.split_first() {
+            Some((verdict, taken)) if verdict == "match" => Ok(Some(
+                taken
+                    .iter()
+                    .map(|raw| parse(raw))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Some((verdict, _)) if verdict == "wait" => Ok(None),
+            _ => Err(StoreError::Corrupt(format!(
+                "the queue script answered {reply:?}"
+            ))),
+        }
     }
 
     pub async fn leave_queue(&self, player: &str) -> StoreResult<bool> {

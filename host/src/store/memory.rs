@@ -3,9 +3,10 @@
 
 use super::{Cleaned, InstanceInfo, StoreError, StoreResult};
 use crate::matches::Message;
-use crate::matchmaking::{Joined, Lane, Queues};
+use crate::matchmaking::{Joined, Lane, Queues, Seating};
 use crate::model::{
     GameState, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketId, SocketMapping, Status,
+    now_ms,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -85,8 +86,21 @@ impl MemoryStore {
         lane: &str,
         entry: &QueueEntry,
         _instance: &str,
+        seating: Seating,
     ) -> StoreResult<Joined> {
-        Ok(self.lock().queues.join(lane, entry.clone()))
+        Ok(self
+            .lock()
+            .queues
+            .join(lane, entry.clone(), seating, now_ms()))
+    }
+
+    pub async fn fill_queue(
+        &self,
+        lane: &str,
+        level: i64,
+        seating: Seating,
+    ) -> StoreResult<Option<Vec<QueueEntry>>> {
+        Ok(self.lock().queues.fill(lane, level, seating, now_ms()))
     }
 
     pub async fn leave_queue(&self, player: &str) -> StoreResult<bool> {
@@ -412,7 +426,10 @@ mod tests {
                 id: player.into(),
                 level,
             };
-            store.join_queue("", &entry, "i").await.unwrap();
+            store
+                .join_queue("", &entry, "i", Seating::exactly(2))
+                .await
+                .unwrap();
             let session = Session {
                 player_id: player.into(),
                 token_sha256: "00".into(),

@@ -8,7 +8,7 @@
 //! **Invariants:**
 //! * every change of a game state is a compare-and-set on its `version`
 //!   ([`Store::replace_game`]), so two writers can never silently overwrite each other;
-//! * pairing is atomic: a player is handed to at most one opponent, once;
+//! * matchmaking is atomic: a waiting player is handed to at most one match, once;
 //! * a session's socket is only released by the socket that holds it, so a late disconnect of a
 //!   replaced socket cannot undo a reconnection elsewhere.
 
@@ -18,7 +18,7 @@ pub use crate::redis_store::RedisStore;
 pub use memory::MemoryStore;
 
 use crate::matches::Message;
-use crate::matchmaking::{Joined, Lane};
+use crate::matchmaking::{Joined, Lane, Seating};
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -109,9 +109,13 @@ delegate! {
     fn instance_sockets(&self, instance: &str) -> Vec<SocketMapping>;
 
     /// Queues a player (whose socket is on `instance`) in a lane (a game and mode, see
-    /// [`crate::matchmaking`]) or pairs it there, atomically. A waiting player whose instance is
-    /// gone is never handed out as an opponent.
-    fn join_queue(&self, lane: &str, entry: &QueueEntry, instance: &str) -> Joined;
+    /// [`crate::matchmaking`]), or takes the players it completes a match with, atomically
+    /// ([`crate::matchmaking::decide`]). A waiting player whose instance is gone is never handed
+    /// out.
+    fn join_queue(&self, lane: &str, entry: &QueueEntry, instance: &str, seating: Seating) -> Joined;
+    /// Takes the players of a queue that has waited long enough for a partial match, if it has,
+    /// atomically: each waiting player is handed to one caller at most.
+    fn fill_queue(&self, lane: &str, level: i64, seating: Seating) -> Option<Vec<QueueEntry>>;
     /// Takes a player out of whichever queue holds it; returns whether it was waiting.
     fn leave_queue(&self, player: &str) -> bool;
     /// How many wait in each lane at each level.

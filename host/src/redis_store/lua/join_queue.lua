@@ -1,32 +1,65 @@
--- Queues a player in a lane at a level, or pairs it with the longest-waiting live player there.
--- KEYS[1] waiting:<lane>level:<n>   KEYS[2] queued (player -> {"level","lane","instance","entry"})
--- ARGV[1] player  ARGV[2] entry JSON  ARGV[3] level  ARGV[4] queued JSON
+-- One matchmaking decision for one queue, atomically: a player joins it, or (no player) the
+-- queue's clock is looked at. Mirrors `matchmaking::decide`.
+-- KEYS[1] waiting:<lane>level:<n>   KEYS[2] queued (player -> {"level","lane","instance","entry","at"})
+-- ARGV[1] player ('' when nobody joins)  ARGV[2] entry JSON  ARGV[3] level  ARGV[4] instance
 -- ARGV[5] key prefix  ARGV[6] TTL of the queue keys, seconds  ARGV[7] lane
--- Returns the opponent's entry JSON, or false when the player now waits.
-local queued = redis.call('HGET', KEYS[2], ARGV[1])
-if queued then
-  local q = cjson.decode(queued)
-  local lane = q.lane or ''
-  if q.level == ARGV[3] and lane == ARGV[7] then return false end -- already waiting here: keeps its place
-  redis.call('LREM', ARGV[5] .. 'waiting:' .. lane .. 'level:' .. q.level, 0, q.entry)
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
-while true do
-  local other = redis.call('LPOP', KEYS[1])
-  if not other then break end
-  local o = cjson.decode(other)
-  local info = redis.call('HGET', KEYS[2], o.id)
-  redis.call('HDEL', KEYS[2], o.id)
-  -- An entry whose instance stopped heartbeating is a ghost: drop it and look further.
-  if info and o.id ~= ARGV[1] then
-    local instance = cjson.decode(info).instance
-    if redis.call('EXISTS', ARGV[5] .. 'instance:' .. instance) == 1 then
-      return other
-    end
+-- ARGV[8] min seats  ARGV[9] max seats  ARGV[10] fill after, ms
+-- Returns {'wait'} when nobody leaves the queue, or {'match', entry JSON...}: the waiting
+-- players (oldest first) who leave it together with the joiner.
+local player, lane, level = ARGV[1], ARGV[7], ARGV[3]
+local min, max, fill = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+if player ~= '' then
+  local queued = redis.call('HGET', KEYS[2], player)
+  if queued then
+    local q = cjson.decode(queued)
+    local was = q.lane or ''
+    if q.level == level and was == lane then return {'wait'} end -- already here: keeps its place
+    redis.call('LREM', ARGV[5] .. 'waiting:' .. was .. 'level:' .. q.level, 0, q.entry)
+    redis.call('HDEL', KEYS[2], player)
   end
 end
+
+-- The live players waiting here, oldest first. An entry whose instance stopped heartbeating is
+-- a ghost, and so is one whose player now waits elsewhere: both are dropped on the way.
+local live = {}
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local id = cjson.decode(raw).id
+  local info = redis.call('HGET', KEYS[2], id)
+  local q = info and cjson.decode(info)
+  local here = q and q.level == level and (q.lane or '') == lane and q.entry == raw
+  if here and redis.call('EXISTS', ARGV[5] .. 'instance:' .. q.instance) == 1 then
+    table.insert(live, {raw = raw, id = id, at = tonumber(q.at) or now})
+  else
+    redis.call('LREM', KEYS[1], 0, raw)
+    if here then redis.call('HDEL', KEYS[2], id) end
+  end
+end
+
+local joiner = (player ~= '') and 1 or 0
+local seated = #live + joiner
+local take = nil
+if seated >= max then
+  take = max
+elseif seated >= math.max(min, 1) and #live > 0 and now - live[1].at >= fill then
+  take = seated
+end
+if take then
+  local out = {'match'}
+  for k = 1, take - joiner do
+    redis.call('LREM', KEYS[1], 1, live[k].raw)
+    redis.call('HDEL', KEYS[2], live[k].id)
+    table.insert(out, live[k].raw)
+  end
+  return out
+end
+if player == '' then return {'wait'} end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], player, cjson.encode({
+  level = level, lane = lane, instance = ARGV[4], entry = ARGV[2], at = now
+}))
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-return false
+return {'wait'}
