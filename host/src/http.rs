@@ -120,7 +120,8 @@ async fn require_admin(
     }
 }
 
-/// `GET /rules`: every game's versions, which is active, how many matches run each.
+/// `GET /rules`: every game's versions, which is active, how many matches run each; and the
+/// rules folder's files that were refused, with why.
 async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
     let games: serde_json::Map<String, Value> = state
         .modules
@@ -138,7 +139,8 @@ async fn list_rules(State(state): State<HttpState>) -> Result<Json<Value>, AppEr
             (game, listed)
         })
         .collect();
-    Ok(Json(json!({ "games": games })))
+    let refused = state.modules.rules().refused();
+    Ok(Json(json!({ "games": games, "refused": refused })))
 }
 
 /// `POST /rules/<game>` (admin), the module's bytes as the body: validated, then active on every

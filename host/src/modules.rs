@@ -407,10 +407,15 @@ impl Modules {
                 seen.insert(path.clone(), version);
                 match modules.install(&game, bytes).await {
                     Ok(version) => {
+                        modules.rules.accept(&path);
                         tracing::info!(game, version, path = %path.display(), "installed from file")
                     }
+                    Err(ModuleError::Rules(error)) => {
+                        tracing::warn!(game, path = %path.display(), %error, "module refused; the active version stays");
+                        modules.rules.refuse(&path, &error);
+                    }
                     Err(error) => {
-                        tracing::warn!(game, path = %path.display(), %error, "module refused; the active version stays")
+                        tracing::warn!(game, path = %path.display(), %error, "module not installed; the active version stays")
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! a running match keeps the exact code it started with.
 
 use crate::runtime::{Description, LoadError, RulesEngine, RulesModule};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -98,11 +98,20 @@ pub struct Rules {
     inner: Arc<RwLock<Registry>>,
 }
 
+/// How many of a game's most recently active versions stay loaded, used or not, so that a
+/// rollback reaches them on any instance (in memory too, where there is no shared store).
+pub const KEPT_VERSIONS: usize = 10;
+
 #[derive(Default)]
 struct Registry {
     active: HashMap<String, RulesModule>,
     /// Every loaded version, with the game it plays.
     versions: HashMap<String, (String, RulesModule)>,
+    /// Each game's last [`KEPT_VERSIONS`] active versions, oldest first.
+    recent: HashMap<String, VecDeque<String>>,
+    /// Files of the rules folder refused at start or since, with why (until a good file replaces
+    /// them).
+    refused: BTreeMap<String, String>,
 }
 
 impl Rules {
@@ -114,7 +123,8 @@ impl Rules {
     }
 
     /// Loads every `*.wasm` in `folder`, each active for the game its file stem names; returns
-    /// `(game, bytes)` of each, for sharing.
+    /// `(game, bytes)` of each, for sharing. A file that is refused is skipped and remembered
+    /// with why ([`Rules::refused`]): it never stops the others.
     pub fn load_folder(&self, folder: &Path) -> Result<Vec<(String, Vec<u8>)>, RulesError> {
         let entries = std::fs::read_dir(folder).map_err(|source| RulesError::Folder {
             path: folder.to_path_buf(),
@@ -135,23 +145,54 @@ impl Rules {
                 tracing::warn!(path = %path.display(), %error, "not a rules module: skipped");
                 continue;
             }
-            let bytes = std::fs::read(&path).map_err(|source| RulesError::File {
-                path: path.clone(),
-                source,
-            })?;
-            let module = self
-                .engine
-                .load(&bytes)
-                .map_err(|source| RulesError::Refused {
+            let loaded = std::fs::read(&path)
+                .map_err(|source| RulesError::File {
                     path: path.clone(),
                     source,
-                })?;
-            check_plays(&module, &game)?;
-            tracing::info!(game, version = %module.sha256_hex(), path = %path.display(), "rules module loaded");
-            self.activate(&game, module);
-            games.push((game, bytes));
+                })
+                .and_then(|bytes| {
+                    let module =
+                        self.engine
+                            .load(&bytes)
+                            .map_err(|source| RulesError::Refused {
+                                path: path.clone(),
+                                source,
+                            })?;
+                    check_plays(&module, &game)?;
+                    Ok((module, bytes))
+                });
+            match loaded {
+                Ok((module, bytes)) => {
+                    tracing::info!(game, version = %module.sha256_hex(), path = %path.display(), "rules module loaded");
+                    self.activate(&game, module);
+                    games.push((game, bytes));
+                }
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "rules module refused; the other games are served");
+                    self.refuse(&path, &error);
+                }
+            }
         }
         Ok(games)
+    }
+
+    /// Remembers that the file at `path` was refused, and why.
+    pub fn refuse(&self, path: &Path, error: &RulesError) {
+        let file = file_name(path);
+        let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        registry.refused.insert(file, error.to_string());
+    }
+
+    /// Forgets an earlier refusal of the file at `path` (a good file replaced it).
+    pub fn accept(&self, path: &Path) {
+        let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        registry.refused.remove(&file_name(path));
+    }
+
+    /// The folder's files that were refused, with why.
+    pub fn refused(&self) -> BTreeMap<String, String> {
+        let registry = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        registry.refused.clone()
     }
 
     /// Loads a module and plays a short trial match with it (set up, each player's view, a round
@@ -199,6 +240,13 @@ impl Rules {
     pub fn activate(&self, game: &str, module: RulesModule) {
         self.add(game, module.clone());
         let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let version = module.sha256_hex();
+        let recent = registry.recent.entry(game.to_string()).or_default();
+        recent.retain(|v| *v != version);
+        recent.push_back(version);
+        if recent.len() > KEPT_VERSIONS {
+            recent.pop_front();
+        }
         registry.active.insert(game.to_string(), module);
     }
 
@@ -246,11 +294,16 @@ impl Rules {
         list
     }
 
-    /// Unloads the versions that are neither active nor in `in_use`; returns them.
+    /// Unloads the versions that are neither active, nor among their game's recent ones, nor in
+    /// `in_use`; returns them.
     pub fn forget_unused(&self, in_use: &std::collections::HashSet<String>) -> Vec<String> {
         let mut registry = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let active: std::collections::HashSet<String> =
-            registry.active.values().map(|m| m.sha256_hex()).collect();
+        let active: std::collections::HashSet<String> = registry
+            .active
+            .values()
+            .map(|m| m.sha256_hex())
+            .chain(registry.recent.values().flatten().cloned())
+            .collect();
         let unused: Vec<String> = registry
             .versions
             .keys()
@@ -263,15 +316,34 @@ impl Rules {
         unused
     }
 
+    /// Fails only if `game` has no module and none was even offered (a misconfiguration); a
+    /// game whose file was refused leaves the instance serving the others.
     pub fn require(&self, game: &str, folder: &Path) -> Result<(), RulesError> {
+        let offered = self
+            .refused()
+            .keys()
+            .any(|file| file == &format!("{game}.wasm"));
         match self.active(game) {
             Some(_) => Ok(()),
+            None if offered => {
+                tracing::error!(
+                    game,
+                    "the default game's module was refused: it is not served"
+                );
+                Ok(())
+            }
             None => Err(RulesError::MissingGame {
                 game: game.to_string(),
                 folder: folder.to_path_buf(),
             }),
         }
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -3,19 +3,13 @@
 
 use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
 use crate::support::{
-    Endpoint, Player, act, activate, http, matched_pair, module_bytes, position, server, settle,
-    strike_each_other, upload, variant, wat_bytes,
+    Endpoint, Player, act, activate, http, install_file, matched_pair, module_bytes, position,
+    rules_dir, server, settle, strike_each_other, upload, variant, version_of, wat_bytes,
 };
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const GAME: &str = "wizard-battle";
-
-fn version_of(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// Three instances on one Redis, each with a rules folder of its own holding `rules`.
 async fn three_instances(
@@ -29,26 +23,6 @@ async fn three_instances(
         servers.push(cluster_server(redis, prefix, |c| c.rules_dir = dir).await);
     }
     servers
-}
-
-/// A rules folder of the test's own, holding `files` (name, bytes).
-fn rules_dir(files: &[(&str, &[u8])]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "gamehost-rules-{}",
-        unique_prefix().replace(':', "-")
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, bytes) in files {
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
-    dir
-}
-
-/// Writes a file the way deployments should: to a temporary name, then renamed into place.
-fn install_file(dir: &Path, name: &str, bytes: &[u8]) {
-    let temp = dir.join(format!(".{name}.part"));
-    std::fs::write(&temp, bytes).unwrap();
-    std::fs::rename(&temp, dir.join(name)).unwrap();
 }
 
 async fn active_version(server: &impl Endpoint) -> Value {

@@ -3,6 +3,7 @@
 //! clients (`rust_socketio`, and the official JavaScript `socket.io-client` run by node).
 
 mod cluster_support;
+mod play;
 mod raw;
 mod support;
 
@@ -17,6 +18,7 @@ mod rules_determinism;
 mod rules_hostile;
 mod rules_tiers;
 mod server_bad_input;
+mod server_bots;
 mod server_games;
 mod server_health;
 mod server_js_client;

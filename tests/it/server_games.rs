@@ -164,3 +164,62 @@ async fn a_mode_sets_up_its_matches_and_unknown_games_and_modes_are_refused() {
         "quick: {view}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_starts_when_full_or_once_its_oldest_has_waited_the_fill_time() {
+    let fill = std::time::Duration::from_millis(500);
+    let server = server(|c| c.match_fill = fill).await;
+    let join = json!({ "level": 4, "game": "liars-dice" });
+    let mut six = Vec::new();
+    for _ in 0..6 {
+        six.push(Player::connect(&server).await);
+    }
+    for player in &six[..5] {
+        assert_eq!(
+            player.request("joinMatchmaking", join.clone()).await,
+            Value::Null
+        );
+    }
+    let asked = std::time::Instant::now();
+    let room = six[5].request("joinMatchmaking", join.clone()).await;
+    let room = room
+        .as_str()
+        .expect("the sixth completes the table")
+        .to_string();
+    assert!(asked.elapsed() < fill, "a full table does not wait");
+    for player in &six {
+        let found = player.next("matchFound").await;
+        assert_eq!(found["roomId"], room.as_str());
+        assert_eq!(crate::support::seated(&found).len(), 6);
+    }
+
+    let mut three = Vec::new();
+    for _ in 0..3 {
+        three.push(Player::connect(&server).await);
+    }
+    let first = std::time::Instant::now();
+    for player in &three {
+        assert_eq!(
+            player.request("joinMatchmaking", join.clone()).await,
+            Value::Null
+        );
+    }
+    let found = three[0].next("matchFound").await;
+    assert!(first.elapsed() >= fill, "three wait the fill time for more");
+    assert_eq!(crate::support::seated(&found).len(), 3);
+    for player in &three[1..] {
+        assert_eq!(player.next("matchFound").await["roomId"], found["roomId"]);
+    }
+    let (_, stats) = http(&server, "GET", "/health/stats", None).await;
+    assert_eq!(
+        stats["queues"],
+        json!({}),
+        "nobody is left waiting: {stats}"
+    );
+
+    // A lone player of a game that needs two waits on, past the fill time.
+    let alone = Player::connect(&server).await;
+    assert_eq!(alone.request("joinMatchmaking", join).await, Value::Null);
+    tokio::time::sleep(fill * 2).await;
+    assert_eq!(alone.count("matchFound"), 0);
+}

@@ -1,7 +1,7 @@
 //! Where the built modules are, and engines to run them.
 
 use host::runtime::{Limits, RulesEngine, RulesModule};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -462,4 +462,30 @@ pub fn seated(found: &Value) -> Vec<&str> {
         .iter()
         .map(|p| p["id"].as_str().expect("a player id"))
         .collect()
+}
+
+/// A module's version: the SHA-256 of its bytes, hex.
+pub fn version_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A rules folder of the test's own, holding `files` (name, bytes).
+pub fn rules_dir(files: &[(&str, &[u8])]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gamehost-rules-{}",
+        crate::cluster_support::unique_prefix().replace(':', "-")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    dir
+}
+
+/// Writes a file the way deployments should: to a temporary name, then renamed into place.
+pub fn install_file(dir: &Path, name: &str, bytes: &[u8]) {
+    let temp = dir.join(format!(".{name}.part"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, dir.join(name)).unwrap();
 }
