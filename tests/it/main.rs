@@ -8,6 +8,7 @@ mod raw;
 mod support;
 
 mod cluster;
+mod cluster_games;
 mod hardening_identity;
 mod hardening_leaks;
 mod hardening_limits;

@@ -1,5 +1,5 @@
-//! Playing whole matches as a client would: whenever a player's latest view asks it to act, it
-//! acts, until the match is over.
+//! Playing whole matches as a client would: whenever a player's latest view (from `view`, or
+//! `resumed` after a reconnection) asks it to act, it acts, until the match is over.
 
 use crate::support::{Player, act};
 use serde_json::{Value, json};
@@ -40,14 +40,24 @@ pub fn dice(player: &Player, view: &Value, step: u64) -> Option<Value> {
 /// Plays `players` in `room` with `strategy` until each has been told the match is over;
 /// returns the `gameOver` they got.
 pub async fn to_the_end(players: &[&Player], room: &str, strategy: Strategy) -> Value {
+    until(players, room, strategy, || {
+        players.iter().all(|p| p.count("gameOver") > 0)
+    })
+    .await;
+    players[0].next("gameOver").await
+}
+
+/// Plays `players` in `room` with `strategy` until `done` says so (or the match is over).
+pub async fn until(players: &[&Player], room: &str, strategy: Strategy, done: impl Fn() -> bool) {
     let started = Instant::now();
     let mut seen = vec![0; players.len()];
     let mut step = 0;
-    while players.iter().any(|p| p.count("gameOver") == 0) {
+    while !done() && players.iter().any(|p| p.count("gameOver") == 0) {
         assert!(started.elapsed() < MATCH_LIMIT, "the match in {room} ends");
         let mut acted = false;
         for (i, player) in players.iter().enumerate() {
-            let views = player.received("view");
+            // A resumed player's first view comes with `resumed`.
+            let views = player.received_of(&["view", "resumed"]);
             if views.len() == seen[i] || player.count("gameOver") > 0 {
                 continue;
             }
@@ -73,5 +83,4 @@ pub async fn to_the_end(players: &[&Player], room: &str, strategy: Strategy) -> 
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    players[0].next("gameOver").await
 }

@@ -277,6 +277,16 @@ impl Player {
             .collect()
     }
 
+    /// Every event named in `events` received so far, in the order they came.
+    pub fn received_of(&self, events: &[&str]) -> Vec<Value> {
+        let received = self.inbox.events.lock().unwrap();
+        received
+            .iter()
+            .filter(|(name, _)| events.contains(&name.as_str()))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     pub fn count(&self, event: &str) -> usize {
         self.received(event).len()
     }
