@@ -4,7 +4,7 @@
 
 use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_prefix};
 use crate::play;
-use crate::support::{Endpoint, Player, http, module_bytes, rules_dir, seated, settle};
+use crate::support::{Player, http, module_bytes, rules_dir, seated, settle};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};

@@ -13,6 +13,7 @@ mod hardening_identity;
 mod hardening_leaks;
 mod hardening_limits;
 mod hot_reload;
+mod many_games;
 
 mod rules_description;
 mod rules_determinism;
