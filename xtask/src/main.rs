@@ -1,8 +1,12 @@
 //! Project automation. Run as `cargo xtask <command>`:
 //!
-//! * `build-rules`: compile every rules crate under `rules/` to `target/rules/<name>.wasm`, and
-//!   every test fixture under `tests/fixtures/` to `target/fixtures/<name>.wasm`.
-//! * `test`: `build-rules`, install the JavaScript Socket.IO client the tests use (`npm ci` in
+//! * `build-rules [GAME]`: compile every rules crate under `rules/` to
+//!   `target/rules/<name>.wasm`, and every test fixture under `tests/fixtures/` to
+//!   `target/fixtures/<name>.wasm`; or only the rules crate `GAME`.
+//! * `new-game NAME`: make `rules/NAME`, a game crate from the template in `xtask/template/`
+//!   (a counting race with a bot, its native tests), and build it.
+//! * `test`: `build-rules`, check the template (a game made by `new-game` passes its tests and
+//!   builds, for the integration tests to load), install the JavaScript Socket.IO client the tests use (`npm ci` in
 //!   `tests/js`) and `redis-server` if missing, build the `gamehost` binary (the multi-instance
 //!   tests run it as processes), then every test of the workspace. This is the README's test
 //!   command.
@@ -15,28 +19,51 @@
 //! the standard library from source (`-Zbuild-std`) and linking with the toolchain's `rust-lld`.
 //! On a Debian machine where we are root, the packages are installed on first use.
 
+mod new_game;
+mod wasm;
+
 use anyhow::{Context, Result, bail, ensure};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wasm::{Build, build_rules};
 
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
-/// The cargo profile rules modules are built with (see the workspace `Cargo.toml`).
-const WASM_PROFILE: &str = "rules-wasm";
-const DEBIAN_CARGO: &str = "/usr/bin/cargo";
-const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
-const DEBIAN_STD_SOURCE: &str = "/usr/lib/rustlib/src/rust/library";
-const DEBIAN_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
+const USAGE: &str = "usage: cargo xtask <build-rules [GAME] | new-game NAME | test [ARGS] | run [SERVER ARGS] | bench [ARGS]>";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let root = workspace_root()?;
+    let everything = Build::default();
     match command.as_str() {
-        "build-rules" => build_rules(&root).map(|_| ()),
+        "build-rules" => {
+            let build = Build {
+                only: rest.first().cloned(),
+                ..Build::default()
+            };
+            build_rules(&root, &build).map(|_| ())
+        }
+        "new-game" => {
+            let name = rest.first().context(USAGE)?;
+            let folder = new_game::new_game(&root, name)?;
+            build_rules(
+                &root,
+                &Build {
+                    only: Some(name.clone()),
+                    ..Build::default()
+                },
+            )?;
+            eprintln!(
+                "    made {}: `cargo test -p {name}` tests it natively; `cargo xtask run` serves it \
+                 (and again after each `cargo xtask build-rules {name}`); players join it with \
+                 joinMatchmaking {{level: 1, game: \"{name}\", vsBot: true}}",
+                folder.display()
+            );
+            Ok(())
+        }
         "test" => {
-            build_rules(&root)?;
+            build_rules(&root, &everything)?;
+            new_game::check_template(&root, &target_dir(&root))?;
             install_js_client(&root)?;
             ensure_redis_server()?;
             // The multi-instance tests start real `gamehost` processes (to kill -9 them).
@@ -53,7 +80,7 @@ fn main() -> Result<()> {
                 .args(&rest))
         }
         "run" => {
-            build_rules(&root)?;
+            build_rules(&root, &everything)?;
             // A debug build: it shares the tests' artefacts, so a newcomer waits for one build.
             // `cargo xtask run -- --port 4000`: that `--` is already ours to add.
             let server_args = rest.iter().skip_while(|arg| *arg == "--");
@@ -63,16 +90,19 @@ fn main() -> Result<()> {
                 .args(server_args))
         }
         "bench" => {
-            build_rules(&root)?;
+            build_rules(&root, &everything)?;
             run(cargo()
                 .current_dir(&root)
                 .args(["bench", "--package", "tests", "--bench", "rules"])
                 .args(&rest))
         }
-        _ => bail!(
-            "usage: cargo xtask <build-rules | test [ARGS] | run [SERVER ARGS] | bench [ARGS]>"
-        ),
+        _ => bail!(USAGE),
     }
+}
+
+/// The workspace's target folder.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn workspace_root() -> Result<PathBuf> {
@@ -99,11 +129,11 @@ fn ensure_redis_server() -> Result<()> {
 }
 
 /// The cargo that runs us (the user's toolchain).
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     let status = command
         .status()
         .with_context(|| format!("could not start {command:?}"))?;
@@ -111,7 +141,7 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn output(command: &mut Command) -> Result<String> {
+pub(crate) fn output(command: &mut Command) -> Result<String> {
     let out = command
         .output()
         .with_context(|| format!("could not start {command:?}"))?;
@@ -142,174 +172,4 @@ fn install_js_client(root: &Path) -> Result<()> {
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(&folder))
     .context("the tests need Node.js and npm to install socket.io-client")
-}
-
-/// A crate to compile to wasm, and the folder its module goes to.
-struct WasmCrate {
-    package: String,
-    artifact: String,
-    destination: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    packages: Vec<Package>,
-    target_directory: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct Package {
-    name: String,
-    manifest_path: PathBuf,
-    targets: Vec<Target>,
-}
-
-#[derive(Deserialize)]
-struct Target {
-    name: String,
-    crate_types: Vec<String>,
-}
-
-/// Builds every rules crate and test fixture; returns the modules written.
-fn build_rules(root: &Path) -> Result<Vec<PathBuf>> {
-    let metadata: Metadata = serde_json::from_str(&output(cargo().current_dir(root).args([
-        "metadata",
-        "--no-deps",
-        "--format-version",
-        "1",
-    ]))?)?;
-    let target_dir = metadata.target_directory;
-    let crates: Vec<WasmCrate> = metadata
-        .packages
-        .into_iter()
-        .filter_map(|package| {
-            let relative = package.manifest_path.strip_prefix(root).ok()?.to_path_buf();
-            let destination = if relative.starts_with("rules") {
-                target_dir.join("rules")
-            } else if relative.starts_with("tests/fixtures") {
-                target_dir.join("fixtures")
-            } else {
-                return None;
-            };
-            let library = package
-                .targets
-                .iter()
-                .find(|t| t.crate_types.iter().any(|c| c == "cdylib"))?;
-            Some(WasmCrate {
-                artifact: library.name.replace('-', "_"),
-                package: package.name,
-                destination,
-            })
-        })
-        .collect();
-    ensure!(
-        !crates.is_empty(),
-        "no cdylib crates under rules/ or tests/fixtures/"
-    );
-
-    let mut build = wasm_cargo()?;
-    build.current_dir(root).args([
-        "build",
-        "--locked",
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        WASM_PROFILE,
-    ]);
-    for krate in &crates {
-        build.args(["--package", &krate.package]);
-    }
-    run(&mut build)?;
-
-    let built = target_dir.join(WASM_TARGET).join(WASM_PROFILE);
-    let mut written = Vec::new();
-    for krate in &crates {
-        let module = built.join(format!("{}.wasm", krate.artifact));
-        let landing = krate.destination.join(format!("{}.wasm", krate.package));
-        install_if_changed(&module, &landing)?;
-        written.push(landing);
-    }
-    for module in &written {
-        eprintln!("    rules module {}", module.display());
-    }
-    Ok(written)
-}
-
-/// Copies `from` to `to` unless `to` already holds the same bytes. Writes to a temporary file
-/// first and renames it, so a server watching the folder never reads half a module.
-fn install_if_changed(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    if std::fs::read(to).is_ok_and(|existing| existing == bytes) {
-        return Ok(());
-    }
-    let folder = to.parent().context("a module path has a folder")?;
-    std::fs::create_dir_all(folder)?;
-    let temporary = folder.join(format!(
-        ".{}.partial",
-        to.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&temporary, &bytes)?;
-    std::fs::rename(&temporary, to)?;
-    Ok(())
-}
-
-/// A cargo command able to build for wasm32 on this machine.
-fn wasm_cargo() -> Result<Command> {
-    let sysroot = PathBuf::from(output(Command::new(rustc()).args(["--print", "sysroot"]))?);
-    if sysroot.join("lib/rustlib").join(WASM_TARGET).is_dir() {
-        return Ok(cargo());
-    }
-    eprintln!(
-        "    the toolchain has no {WASM_TARGET} standard library; \
-         building it from source with Debian's rustc-web"
-    );
-    ensure_debian_toolchain()?;
-    let host = output(Command::new(rustc()).arg("-vV"))?
-        .lines()
-        .find_map(|line| line.strip_prefix("host: "))
-        .map(str::to_string)
-        .context("rustc -vV names its host")?;
-    let lld = sysroot.join("lib/rustlib").join(host).join("bin/rust-lld");
-    ensure!(
-        lld.is_file(),
-        "no rust-lld at {} to link wasm with; install the {WASM_TARGET} target instead \
-         (`rustup target add {WASM_TARGET}`)",
-        lld.display()
-    );
-    let mut command = Command::new(DEBIAN_CARGO);
-    command
-        .env("RUSTC", DEBIAN_RUSTC)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", lld)
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("RUSTC_WRAPPER")
-        .arg("-Zbuild-std=std,panic_abort");
-    Ok(command)
-}
-
-fn rustc() -> String {
-    std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string())
-}
-
-fn ensure_debian_toolchain() -> Result<()> {
-    let present = [DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_STD_SOURCE]
-        .iter()
-        .all(|path| Path::new(path).exists());
-    if present {
-        return Ok(());
-    }
-    let root = output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0");
-    if !root || !Path::new("/usr/bin/apt-get").exists() {
-        bail!(
-            "cannot build wasm: install the {WASM_TARGET} target (`rustup target add {WASM_TARGET}`) \
-             or, on Debian, the packages {}",
-            DEBIAN_PACKAGES.join(" ")
-        );
-    }
-    eprintln!("    installing {}", DEBIAN_PACKAGES.join(" "));
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(DEBIAN_PACKAGES)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
