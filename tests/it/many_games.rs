@@ -172,7 +172,7 @@ async fn a_hot_swap_of_one_game_leaves_the_others_matches_and_versions_alone() {
             .map(|v| v["version"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(listed("wizard-battle"), [wizard.clone()]);
+    assert_eq!(listed("wizard-battle"), [wizard]);
     let mut dice = listed("liars-dice");
     dice.sort();
     let mut expected = vec![dice_v1, dice_v2];

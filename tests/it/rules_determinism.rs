@@ -82,6 +82,39 @@ where
         assert_eq!(self.wasm_state.get(), self.native.state_json());
         native_ok
     }
+
+    /// Asks the game's bot in seat `player` on both sides, from that seat's view (each side's
+    /// own), and checks the replies are the same bytes; returns its action.
+    fn bot(&self, player: &str, seed: u64) -> Option<Box<RawValue>>
+    where
+        G: sdk::Bot,
+        G::View: serde::de::DeserializeOwned,
+        G::Action: serde::Serialize,
+    {
+        let native_view = self.native.view_reply(player).unwrap();
+        let native_view = decode_reply::<Box<RawValue>>(&native_view).unwrap();
+        let wasm_view = self.module.view(&self.wasm_state, player).unwrap();
+        assert_eq!(
+            native_view.get(),
+            wasm_view.get(),
+            "{player}'s view differs"
+        );
+        let input = serde_json::to_vec(&abi::BotInput {
+            view: &*wasm_view,
+            player: player.to_string(),
+            seed,
+        })
+        .unwrap();
+        let native = sdk::dispatch::bot::<G>(&input);
+        let wasm = self.module.call_raw(Operation::Bot, &input).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&wasm),
+            String::from_utf8_lossy(&native),
+            "{player}'s bot differs"
+        );
+        let action: Box<RawValue> = decode_reply(&wasm).unwrap();
+        (action.get() != "null").then_some(action)
+    }
 }
 
 const MAGE_SPELLS: [&str; 5] = ["lightning", "fireball", "teleport", "heal", "laser"];
@@ -213,7 +246,6 @@ fn whole_liars_dice_matches_through_wasm_match_the_native_run_byte_for_byte() {
             .map(|id| (id.as_str(), 1))
             .collect();
         let mut twin = Twin::<LiarsDice>::start(module.clone(), seed, &players, Default::default());
-        let mut rng = sdk::Rng::from_seed(seed);
         let mut moves = 0;
         while twin.native.outcome().is_none() {
             moves += 1;
@@ -238,8 +270,12 @@ fn whole_liars_dice_matches_through_wasm_match_the_native_run_byte_for_byte() {
                 }
                 continue;
             }
-            let action = liars_dice::bot_action(&twin.native.view(&actor), &mut rng);
-            let action = to_raw_value(&action).unwrap();
+            // Every seat's bot is asked; only the one to act answers.
+            let seed = seed * 10_000 + moves;
+            for (seat, _) in players.iter().filter(|(id, _)| *id != actor) {
+                assert!(twin.bot(seat, seed).is_none(), "{seat} out of turn");
+            }
+            let action = twin.bot(&actor, seed).expect("the bot to act acts");
             assert!(
                 twin.both(Operation::Action, &actor, &action),
                 "the bot's move"
@@ -247,4 +283,32 @@ fn whole_liars_dice_matches_through_wasm_match_the_native_run_byte_for_byte() {
         }
     }
     assert!(refusals > 0, "refusals were compared too");
+}
+
+/// Wizard battle's bot in every seat, asked and answered alike on both sides, round after round
+/// to the end of each match.
+#[test]
+fn wizard_battles_between_bots_through_wasm_match_the_native_run_byte_for_byte() {
+    let module = wizard_battle(&engine());
+    for seed in 0..6u64 {
+        let players = [("p0", 10), ("p1", 5), ("p2", 1)];
+        let mut twin =
+            Twin::<WizardBattle>::start(module.clone(), seed, &players, Config::default());
+        let mut round = 0;
+        while twin.native.outcome().is_none() {
+            round += 1;
+            assert!(round < 500, "seed {seed} never ended");
+            for (seat, _) in players {
+                if twin.native.outcome().is_some() {
+                    break;
+                }
+                if let Some(action) = twin.bot(seat, seed * 1_000 + round) {
+                    assert!(twin.both(Operation::Action, seat, &action), "{seat}'s cast");
+                }
+            }
+        }
+        for (seat, _) in players {
+            assert!(twin.bot(seat, 0).is_none(), "{seat} acts after the end");
+        }
+    }
 }
