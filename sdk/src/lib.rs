@@ -52,6 +52,37 @@
 //!
 //! Build the module with `cargo xtask build-rules` (see the repository's README).
 //!
+//! # From nothing to a match against the host's bot
+//!
+//! 1. **Start a crate.** `cargo xtask new-game my-game` writes `rules/my-game`: a counting race
+//!    for 2 to 4 players with two modes and a bot, and its tests. Every crate under `rules/` is a
+//!    workspace member; no other file needs a line for it.
+//! 2. **Write the rules** in `src/lib.rs`: the types (`Config`, `State`, `Action`, `View`,
+//!    `Event`) and the [`Game`] functions. Keep what a player may not know out of its `View`: the
+//!    host sends each player its own view after every change, and never the state.
+//! 3. **Say what the game is**: [`Game::players`] (how many a match seats: the host starts a
+//!    match as soon as the most wait, or once the fewest have waited `MATCH_FILL_MS`),
+//!    [`Game::round_timeout`] and [`Game::modes`] (named configs a player asks for with
+//!    `joinMatchmaking {mode}`). The game's name is its crate's.
+//! 4. **Give it a bot** ([`Bot`]): from a seat's view, the action that seat takes now, or `None`.
+//!    Export it: `sdk::export_game!(MyGame, bot)`.
+//! 5. **Test it natively** with [`testing::Match`]: `start`, `act`, `timeout`, `leave`, `view`,
+//!    and `play_bot`, through the same code the wasm module runs: `cargo test -p my-game`.
+//! 6. **Build and load it**: `cargo xtask build-rules my-game` writes
+//!    `target/rules/my-game.wasm`; a host started with `cargo xtask run` watches that folder and
+//!    serves the game at once (a new version of it too; running matches keep theirs).
+//! 7. **Play it**: connect any Socket.IO v4 client and send
+//!    `joinMatchmaking {level: 1, game: "my-game", vsBot: true}`. The ack is the room; then come
+//!    `matchFound` (every seat, bots marked), a `view` after every change, `gameEvent`s, and
+//!    `gameOver`. Act with `submitAction {roomId, action}`. (`docs/PROTOCOL.md` has every event.)
+//!
+//! Two conventions the host relies on:
+//!
+//! * **Do not emit a game-over event.** The host tells every player `gameOver {roomId, winners}`
+//!   from [`Game::outcome`]; an event of the rules' own would reach them twice.
+//! * **Refusals are for players.** Their `reason` is shown as it is; say what to do, in the
+//!   player's words, and keep a stable `code` for clients to switch on.
+//!
 //! # What the SDK guarantees
 //!
 //! * **Determinism.** The only randomness is [`Ctx::rng`], seeded by the host at setup and kept in
@@ -66,7 +97,7 @@
 //!
 //! # Layout
 //!
-//! * [`Game`] and [`Ctx`]: what an author implements and uses.
+//! * [`Game`], [`Bot`] and [`Ctx`]: what an author implements and uses.
 //! * [`dispatch`]: the ABI's operations as plain `bytes -> bytes` functions, generic over a game;
 //!   the wasm exports and the native harness both call these.
 //! * [`testing`]: the native harness.

@@ -9,6 +9,8 @@
 //! cargo run --release -p loadgen -- idle --urls http://127.0.0.1:3030 --sockets 1000 --pids 1234
 //! # what 10,000 connections that send their connect and reset at once leave behind
 //! cargo run --release -p loadgen -- churn --urls http://127.0.0.1:3030 --connections 10000 --pids 1234
+//! # 1,000 players join liar's dice over three levels at once, on three instances
+//! cargo run --release -p loadgen -- matchmaking --urls http://127.0.0.1:3030,http://127.0.0.1:3031,http://127.0.0.1:3032 --players 1000 --game liars-dice --levels 3
 //! ```
 //!
 //! Bots connect round-robin over the URLs (in `play`, spread over `--ramp-secs`). While it runs, a status line shows progress; at the
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod churn;
+mod matchmaking;
 
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for gamehost")]
@@ -101,6 +104,22 @@ enum Mode {
         /// How long to let the servers settle before each reading.
         #[arg(long, default_value_t = 3)]
         settle_secs: u64,
+    },
+    /// Players connect, then all join one game's queues at once; reports matches formed per
+    /// second and when the last player was matched.
+    Matchmaking {
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        players: usize,
+        #[arg(long, default_value = "wizard-battle")]
+        game: String,
+        /// Players spread over levels 1 to this.
+        #[arg(long, default_value_t = 1)]
+        levels: i64,
+        /// How long a player may wait for its match.
+        #[arg(long, default_value_t = 60)]
+        limit_secs: u64,
     },
     /// Connections that send their connect and reset at once; reports what the servers kept of
     /// them (mappings, sessions, memory).
@@ -261,6 +280,16 @@ async fn main() -> Result<()> {
             pids,
             settle_secs,
         } => churn::churn(urls, connections, pids, Duration::from_secs(settle_secs)).await,
+        Mode::Matchmaking {
+            urls,
+            players,
+            game,
+            levels,
+            limit_secs,
+        } => {
+            let limit = Duration::from_secs(limit_secs);
+            matchmaking::matchmaking(urls, players, game, levels, limit).await
+        }
     }
 }
 

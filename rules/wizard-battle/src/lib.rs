@@ -346,9 +346,6 @@ pub enum Event {
     PlayerLeft {
         player: String,
     },
-    GameOver {
-        winners: Vec<String>,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -540,7 +537,7 @@ impl Game for WizardBattle {
             player: player.to_string(),
         });
         if state.living().count() < 2 {
-            finish(state, ctx);
+            finish(state);
         } else if state.living().all(|w| w.submitted.is_some()) {
             resolve_round(state, ctx);
         }
@@ -829,16 +826,16 @@ fn resolve_round(state: &mut State, ctx: &mut Ctx<Event>) {
     });
 
     if state.living().count() < 2 {
-        finish(state, ctx);
+        finish(state);
     } else {
         state.round += 1;
     }
 }
 
-fn finish(state: &mut State, ctx: &mut Ctx<Event>) {
-    let winners: Vec<String> = state.living().map(|w| w.id.clone()).collect();
-    state.winners = Some(winners.clone());
-    ctx.broadcast(Event::GameOver { winners });
+/// Ends the game. No event of its own: the host tells every player `gameOver` from the outcome,
+/// so an event here would reach them twice.
+fn finish(state: &mut State) {
+    state.winners = Some(state.living().map(|w| w.id.clone()).collect());
 }
 
 fn cells(size: usize) -> impl Iterator<Item = Cell> {
