@@ -16,6 +16,9 @@
 //! * `install/optimize`: the optimised code that takes over in the background, compiled by
 //!   Cranelift with its incremental cache warm (a new version whose functions are all known).
 //! * `round/wasm-baseline`: `round/wasm` on baseline code, for what a match runs in between.
+//! * `dice/{wasm,native-abi}-bid` and `dice/{wasm,native-abi}-challenge`: liar's dice, four
+//!   players: a bid, and the challenge that ends a round (dice revealed, one lost, all rolled
+//!   again), through wasm and through the same SDK code natively.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use host::runtime::{Limits, RulesEngine, Transition, decode_reply};
@@ -27,10 +30,14 @@ use std::path::PathBuf;
 use wizard_battle::{Cast, Config, WizardBattle};
 
 fn module_bytes() -> Vec<u8> {
+    game_bytes("wizard-battle")
+}
+
+fn game_bytes(game: &str) -> Vec<u8> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("rules/wizard-battle.wasm");
+    let path = target.join(format!("rules/{game}.wasm"));
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask bench`", path.display()))
 }
@@ -174,5 +181,76 @@ fn install(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, install);
+/// Liar's dice, four players, a few bids into a round: the state, and the next player's bid and
+/// challenge.
+fn dice_round() -> (Box<RawValue>, String, Box<RawValue>, Box<RawValue>) {
+    use liars_dice::{Action, LiarsDice};
+    let seats = [("ann", 1), ("bob", 1), ("cy", 1), ("dee", 1)];
+    let mut game = Match::<LiarsDice>::start(7, &seats, Default::default()).unwrap();
+    let mut rng = sdk::Rng::from_seed(3);
+    for _ in 0..3 {
+        let state = game.state().game;
+        let actor = state.players[state.to_act].id.clone();
+        let action = match liars_dice::bot_action(&game.view(&actor), &mut rng) {
+            Action::Challenge(_) => break,
+            bid => bid,
+        };
+        game.act(&actor, &action).unwrap();
+    }
+    let state = game.state().game;
+    let actor = state.players[state.to_act].id.clone();
+    let bid = liars_dice::bot_action(&game.view(&actor), &mut rng);
+    let bid = match bid {
+        Action::Bid(_) => bid,
+        Action::Challenge(_) => {
+            let last = state.bid.clone().expect("a bid to beat").bid;
+            Action::Bid(liars_dice::Bid {
+                count: last.count + 1,
+                face: last.face,
+            })
+        }
+    };
+    (
+        RawValue::from_string(game.state_json().to_string()).unwrap(),
+        actor,
+        to_raw_value(&bid).unwrap(),
+        to_raw_value(&Action::Challenge(true)).unwrap(),
+    )
+}
+
+fn dice(c: &mut Criterion) {
+    let (state, actor, bid, challenge) = dice_round();
+    let engine = RulesEngine::new(Limits::default()).unwrap();
+    let module = engine.load(&game_bytes("liars-dice")).unwrap();
+    let ended = module.action(&state, &actor, &challenge).unwrap();
+    assert!(ended.turn > 0, "the challenge is played");
+    module.action(&state, &actor, &bid).unwrap();
+    let mut group = c.benchmark_group("dice");
+    for (name, action) in [("bid", &bid), ("challenge", &challenge)] {
+        group.bench_function(format!("wasm-{name}"), |b| {
+            b.iter(|| {
+                black_box(
+                    module
+                        .action(black_box(&state), &actor, black_box(action))
+                        .unwrap(),
+                )
+            })
+        });
+        group.bench_function(format!("native-abi-{name}"), |b| {
+            b.iter(|| {
+                let input = serde_json::to_vec(&abi::ActionInput {
+                    state: black_box(&*state),
+                    player: actor.clone(),
+                    action: black_box(&**action),
+                })
+                .unwrap();
+                let reply = sdk::dispatch::action::<liars_dice::LiarsDice>(&input);
+                black_box(decode_reply::<Transition>(&reply).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, install, dice);
 criterion_main!(benches);

@@ -108,8 +108,14 @@ impl Request {
     }
 
     pub(super) fn parse<T: for<'de> Deserialize<'de>>(&self, hint: &str) -> Result<T, ClientError> {
-        T::deserialize(&self.data)
-            .map_err(|e| ClientError::new("invalid_payload", format!("{e}; expected {hint}")))
+        // The decoder's wording (Rust types, serde's phrases) is not for players: the shape is.
+        T::deserialize(&self.data).map_err(|error| {
+            tracing::debug!(%error, "a payload did not decode");
+            ClientError::new(
+                "invalid_payload",
+                format!("this event takes {hint}"),
+            )
+        })
     }
 }
 
