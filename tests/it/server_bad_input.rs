@@ -62,7 +62,13 @@ async fn wrong_types_and_missing_fields_are_refused_clearly() {
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(!error.is_empty());
         // Words for players, not the decoder's.
-        for phrase in ["invalid type", "missing field", "expected `", "at line", "Cast"] {
+        for phrase in [
+            "invalid type",
+            "missing field",
+            "expected `",
+            "at line",
+            "Cast",
+        ] {
             assert!(!error.contains(phrase), "{event} {data}: {error}");
         }
     }

@@ -52,11 +52,13 @@ pub async fn matchmaking(
     });
     let mut rooms: BTreeMap<String, usize> = BTreeMap::new();
     let mut last = Duration::ZERO;
+    let mut times = Vec::with_capacity(players);
     let mut seated: HashSet<String> = HashSet::new();
     for (i, outcome) in join_all(waits).await.into_iter().enumerate() {
         let (at, found) =
             outcome.with_context(|| format!("player {} was never matched", ids[i]))?;
         last = last.max(at);
+        times.push(at);
         let room = found["roomId"].as_str().context("a room")?.to_string();
         let seats = found["players"].as_array().map_or(0, Vec::len);
         rooms.insert(room, seats);
@@ -68,6 +70,14 @@ pub async fn matchmaking(
     for seats in rooms.values() {
         *sizes.entry(*seats).or_default() += 1;
     }
+    times.sort();
+    let at = |share: f64| times[((times.len() as f64 * share) as usize).min(times.len() - 1)];
+    println!(
+        "players matched by: half {:.0} ms, 99% {:.0} ms, all {:.0} ms",
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0,
+        last.as_secs_f64() * 1000.0
+    );
     let secs = last.as_secs_f64();
     println!(
         "{} matches ({}) for {players} players; the last matched after {:.0} ms: {:.0} matches/s, {:.0} players/s",

@@ -111,10 +111,7 @@ impl Request {
         // The decoder's wording (Rust types, serde's phrases) is not for players: the shape is.
         T::deserialize(&self.data).map_err(|error| {
             tracing::debug!(%error, "a payload did not decode");
-            ClientError::new(
-                "invalid_payload",
-                format!("this event takes {hint}"),
-            )
+            ClientError::new("invalid_payload", format!("this event takes {hint}"))
         })
     }
 }
