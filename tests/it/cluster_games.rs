@@ -25,7 +25,8 @@ async fn four_players_of_liars_dice_on_three_instances_play_to_the_end() {
     let mut servers = Vec::new();
     for _ in 0..3 {
         let server = cluster_server(&redis, &prefix, |c| {
-            c.match_fill = Duration::from_millis(600);
+            // Long enough that all four join first, however slow the machine.
+            c.match_fill = Duration::from_secs(3);
             c.client_limits.events_per_second = 1_000;
             c.client_limits.burst = 1_000;
         })
@@ -72,9 +73,10 @@ async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_th
     let prefix = unique_prefix();
     let mut servers = Vec::new();
     for _ in 0..3 {
-        // Long enough that every join lands first: the partial tables are the remainders.
-        let server =
-            cluster_server(&redis, &prefix, |c| c.match_fill = Duration::from_secs(3)).await;
+        // Long enough that every join lands first, however slow the machine: the partial tables
+        // are then the remainders.
+        let fill = Duration::from_secs(8);
+        let server = cluster_server(&redis, &prefix, |c| c.match_fill = fill).await;
         servers.push(server);
     }
     let mut players = Vec::new();
@@ -149,7 +151,7 @@ async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_th
     let (_, stats) = http(&servers[1], "GET", "/health/stats", None).await;
     assert_eq!(stats["queues"], json!({}), "nobody waits: {stats}");
     eprintln!(
-        "1000 players, 2 games, 3 instances: {} matches; joins acked after {joined:?}, the last matched after {last_matched:?} (3 s fill time)",
+        "1000 players, 2 games, 3 instances: {} matches; joins acked after {joined:?}, the last matched after {last_matched:?} (8 s fill time)",
         rooms.len()
     );
 }

@@ -167,7 +167,8 @@ async fn a_mode_sets_up_its_matches_and_unknown_games_and_modes_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_starts_when_full_or_once_its_oldest_has_waited_the_fill_time() {
-    let fill = std::time::Duration::from_millis(500);
+    // Long enough that six joins in a row never take it, however slow the machine.
+    let fill = std::time::Duration::from_millis(2_000);
     let server = server(|c| c.match_fill = fill).await;
     let join = json!({ "level": 4, "game": "liars-dice" });
     let mut six = Vec::new();
