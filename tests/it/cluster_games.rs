@@ -6,6 +6,7 @@ use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_p
 use crate::play;
 use crate::support::{Player, http, module_bytes, rules_dir, seated, settle};
 use futures_util::future::join_all;
+use redis::Commands;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -148,8 +149,20 @@ async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_th
     // With every join in before any table's fill time: 28, 27 and 27 full tables of six, and
     // a table of four at levels 2 and 3.
     assert_eq!(tables["liars-dice"], 84, "joined in {joined:?}");
+    let stored: usize = redis.conn().hlen(format!("{prefix}matches")).unwrap();
+    assert_eq!(stored, rooms.len(), "one match record a room");
+    let waiting: Vec<String> = redis.conn().keys(format!("{prefix}waiting:*")).unwrap();
+    assert!(waiting.is_empty(), "no queue left: {waiting:?}");
     let (_, stats) = http(&servers[1], "GET", "/health/stats", None).await;
     assert_eq!(stats["queues"], json!({}), "nobody waits: {stats}");
+    // Every instance counts the same fleet.
+    let instances = stats["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 3);
+    let sockets: u64 = instances
+        .iter()
+        .map(|i| i["sockets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sockets, 1000);
     eprintln!(
         "1000 players, 2 games, 3 instances: {} matches; joins acked after {joined:?}, the last matched after {last_matched:?} (8 s fill time)",
         rooms.len()
