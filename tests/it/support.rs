@@ -81,6 +81,8 @@ use tokio::sync::{Notify, oneshot};
 
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(5);
+/// How long a connecting client waits for its session (or its refusal).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts a gamehost on a free port with the built rules, after `tweak` has its say.
 pub async fn server(tweak: impl FnOnce(&mut Config)) -> RunningServer {
@@ -213,10 +215,25 @@ impl Player {
             token: String::new(),
             socket: String::new(),
         };
-        let session = tokio::select! {
-            session = player.next("session") => session,
-            refusal = player.next("error") => return Err(refusal.as_str().unwrap_or_default().to_string()),
+        // The first of the two, with more patience than other events get: a test that connects
+        // a thousand clients at once on a busy machine waits seconds for the last sessions.
+        let first = async {
+            loop {
+                let arrived = player.inbox.arrived.notified();
+                let events = player.received_of(&["session", "error"]);
+                if let Some(first) = events.into_iter().next() {
+                    return first;
+                }
+                arrived.await;
+            }
         };
+        let first = tokio::time::timeout(CONNECT_PATIENCE, first)
+            .await
+            .unwrap_or_else(|_| panic!("no session nor refusal within {CONNECT_PATIENCE:?}"));
+        if player.count("session") == 0 {
+            return Err(first.as_str().unwrap_or_default().to_string());
+        }
+        let session = player.next("session").await;
         player.id = session["playerId"].as_str().unwrap().to_string();
         player.token = session["resumeToken"].as_str().unwrap().to_string();
         player.socket = session["socketId"].as_str().unwrap().to_string();
