@@ -9,7 +9,7 @@ use crate::gateway::Gateway;
 use crate::matches::{Matches, Message};
 use crate::model::now_ms;
 use crate::modules::Modules;
-use crate::store::Store;
+use crate::store::{InstanceAbout, Store};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use socketioxide_redis::drivers::Driver;
@@ -30,14 +30,28 @@ pub struct Cluster {
     pub heartbeat_ttl: Duration,
     /// How long a finished game stays readable.
     pub finished_game_retention: Duration,
+    /// When this instance started (ms since the epoch), told to the fleet with its heartbeat.
+    pub started_at: u64,
 }
 
 impl Cluster {
     /// Registers this instance; called once before it takes players.
     pub async fn register(&self) -> Result<(), crate::store::StoreError> {
         self.store
-            .heartbeat(&self.instance_id, self.heartbeat_ttl.as_millis() as u64)
+            .heartbeat(
+                &self.instance_id,
+                self.heartbeat_ttl.as_millis() as u64,
+                &self.about(),
+            )
             .await
+    }
+
+    /// What this instance tells the fleet of itself with each heartbeat.
+    fn about(&self) -> InstanceAbout {
+        InstanceAbout {
+            started_at: self.started_at,
+            code: self.modules.loaded_code(),
+        }
     }
 
     /// Leaves the registry at once (after the gateway let every socket go).
@@ -58,7 +72,11 @@ impl Cluster {
                 continue;
             }
             let ttl = self.heartbeat_ttl.as_millis() as u64;
-            match self.store.heartbeat(&self.instance_id, ttl).await {
+            match self
+                .store
+                .heartbeat(&self.instance_id, ttl, &self.about())
+                .await
+            {
                 Ok(()) => {
                     if !was_up {
                         tracing::info!(
@@ -97,6 +115,7 @@ impl Cluster {
             }
         };
         tracing::info!(instance, sockets = sockets.len(), "reaping a dead instance");
+        crate::metrics::instance_reaped();
         for mapping in &sockets {
             self.gateway
                 .socket_gone(&mapping.socket_id, &mapping.player_id, instance)
@@ -111,7 +130,11 @@ impl Cluster {
     /// empty). Matches write themselves back.
     async fn write_back(&self) {
         let ttl = self.heartbeat_ttl.as_millis() as u64;
-        if let Err(error) = self.store.heartbeat(&self.instance_id, ttl).await {
+        if let Err(error) = self
+            .store
+            .heartbeat(&self.instance_id, ttl, &self.about())
+            .await
+        {
             tracing::warn!(%error, "re-registration failed");
         }
         self.gateway.write_back().await;

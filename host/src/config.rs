@@ -43,6 +43,10 @@ pub struct Config {
     pub redis_prefix: String,
     /// How long an instance's heartbeat lives: others reap a silent instance after this.
     pub heartbeat_ttl: Duration,
+    /// The pages and the npm packages they load (`web/` of the checkout); `None` serves none.
+    pub web_dir: Option<PathBuf>,
+    /// Whether to record Prometheus metrics (and serve `/metrics`).
+    pub metrics: bool,
 }
 
 impl Config {
@@ -66,6 +70,8 @@ impl Config {
             redis_url: None,
             redis_prefix: String::new(),
             heartbeat_ttl: Duration::from_secs(10),
+            web_dir: None,
+            metrics: true,
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod http;
 pub mod listener;
 pub mod matches;
 pub mod matchmaking;
+pub mod metrics;
 pub mod model;
 pub mod modules;
 pub mod redis_store;

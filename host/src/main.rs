@@ -13,6 +13,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Where `cargo xtask build-rules` puts the modules of this checkout.
 const BUILT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/rules");
+/// The pages of this checkout, with the npm packages `cargo xtask run` installs beside them.
+const WEB_PAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web");
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,6 +107,12 @@ struct Args {
     #[arg(long, env = "HEARTBEAT_TTL_MS", default_value_t = 10_000)]
     heartbeat_ttl_ms: u64,
     /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
+    /// Folder of the pages (`/`, `/play`, `/console`) and of the npm packages they use.
+    #[arg(long, env = "WEB_DIR", default_value = WEB_PAGES)]
+    web_dir: PathBuf,
+    /// Prometheus metrics at `/metrics`; `false` records none (no cost at all).
+    #[arg(long, env = "METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    metrics: bool,
     #[arg(long, env = "INSTANCE_ID")]
     instance_id: Option<String>,
 }
@@ -114,6 +122,8 @@ impl Args {
         let mut config = Config::new(self.rules_dir);
         config.instance_id = self.instance_id.unwrap_or_else(default_instance_id);
         config.game = self.game;
+        config.web_dir = Some(self.web_dir);
+        config.metrics = self.metrics;
         config.round_timeout = Duration::from_millis(self.round_timeout_ms);
         config.reconnect_grace = Duration::from_millis(self.reconnect_grace_ms);
         config.match_fill = Duration::from_millis(self.match_fill_ms);

@@ -105,6 +105,7 @@ impl Modules {
         self.share_artifact(&version, &module).await;
         self.store.set_active_module(game, &version).await?;
         self.rules.activate(game, module.clone());
+        crate::metrics::swapped(game);
         tracing::info!(
             game,
             version,
@@ -130,6 +131,7 @@ impl Modules {
         }
         self.store.set_active_module(game, version).await?;
         self.rules.activate(game, module);
+        crate::metrics::swapped(game);
         tracing::info!(game, version, "rules module active (activated)");
         Ok(())
     }
@@ -296,6 +298,18 @@ impl Modules {
             Ok(result) => Ok(result?),
             Err(join) => Err(RulesError::Trial(join.to_string()).into()),
         }
+    }
+
+    /// Which code each version loaded here runs on.
+    pub fn loaded_code(&self) -> BTreeMap<String, String> {
+        self.rules
+            .list()
+            .into_iter()
+            .filter_map(|(_, version, _)| {
+                let tier = self.rules.version(&version)?.tier();
+                Some((version, tier.name().to_string()))
+            })
+            .collect()
     }
 
     /// Every game's versions: those the fleet shares and those loaded here.

@@ -198,6 +198,20 @@ impl Operation {
         }
     }
 
+    /// The operation's name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Setup => "setup",
+            Operation::Action => "action",
+            Operation::Timeout => "timeout",
+            Operation::Leave => "leave",
+            Operation::View => "view",
+            Operation::Migrate => "migrate",
+            Operation::Describe => "describe",
+            Operation::Bot => "bot",
+        }
+    }
+
     const ALL: [Operation; 5] = [
         Operation::Setup,
         Operation::Action,
@@ -235,7 +249,7 @@ pub enum Tier {
 }
 
 impl Tier {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Tier::Baseline => "baseline",
             Tier::Optimized => "optimized",
@@ -970,7 +984,11 @@ impl RulesModule {
             Some(instance) => instance,
             None => self.instantiate()?,
         };
-        let reply = instance.call(operation, input, limits)?;
+        let started = std::time::Instant::now();
+        let tier = instance.code.tier.name();
+        let reply = instance.call(operation, input, limits);
+        crate::metrics::rules_call(operation.name(), tier, started.elapsed());
+        let reply = reply?;
         self.put_idle(instance);
         Ok(reply)
     }

@@ -4,7 +4,7 @@
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::gateway::{Gateway, HostAdapter, SocketOutbox};
+use crate::gateway::{AdminUi, Gateway, HostAdapter, SocketOutbox};
 use crate::http::{self, HttpState};
 use crate::matches::{MatchSettings, Matches, Outbox};
 use crate::modules::Modules;
@@ -129,6 +129,11 @@ async fn run_until(
         Store::Redis(redis) => redis.bus(),
         Store::Memory(_) => Bus::new(),
     };
+    let admin_ui = AdminUi::new(
+        config.admin_token.clone(),
+        bus.clone(),
+        &config.redis_prefix,
+    );
     let adapter = RedisAdapterCtr::new_with_driver(
         bus,
         RedisAdapterConfig::new()
@@ -168,6 +173,7 @@ async fn run_until(
         outbox,
         config.client_limits.clone(),
         config.instance_id.clone(),
+        admin_ui,
     );
     gateway.attach().await.map_err(StartError::Adapter)?;
 
@@ -179,6 +185,7 @@ async fn run_until(
         instance_id: config.instance_id.clone(),
         heartbeat_ttl: config.heartbeat_ttl,
         finished_game_retention: config.finished_game_retention,
+        started_at: crate::model::now_ms(),
     };
     // Registered before taking players: matchmaking only pairs players of live instances.
     if let Err(error) = cluster.register().await {
@@ -194,6 +201,7 @@ async fn run_until(
         tokio::spawn(cluster.clone().follow_room_events()),
         tokio::spawn(cluster.clone().follow_module_events()),
         tokio::spawn(cluster.clone().sweep()),
+        tokio::spawn(gateway.clone().serve_admin_ui()),
     ];
 
     let ready = Arc::new(AtomicBool::new(true));
@@ -207,6 +215,9 @@ async fn run_until(
         ready: ready.clone(),
         redis_error,
         max_module_bytes: config.runtime.module_bytes,
+        started_at: cluster.started_at,
+        metrics: config.metrics.then(crate::metrics::install).flatten(),
+        web_dir: config.web_dir.clone(),
     })
     .layer(layer)
     .layer(TransportLayer(transport))

@@ -156,6 +156,7 @@ impl Gateway {
         let life: Arc<SocketLife> = socket.extensions.get().expect("identify ran first");
         self.set_up(&socket).await;
         life.mark_set_up();
+        self.admin_socket_connected(&socket);
         // It may have closed before its disconnection could be handled (see `SocketLife`).
         if !socket.connected() {
             self.disconnected(socket).await;
@@ -168,6 +169,8 @@ impl Gateway {
         let socket_id = socket.id.to_string();
         let player = identity.player.clone();
         socket.join(player_room(&player));
+        // The Admin UI names a socket by a room of its id.
+        socket.join(socket_id.clone());
 
         if let Err(error) = self
             .store()
@@ -208,7 +211,7 @@ impl Gateway {
             {
                 Ok(resumed) => {
                     let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
-                    socket.join(room.clone());
+                    self.join_room(socket, room.clone());
                     let turn = resumed.game.turn;
                     let ends = resumed.game.round_ends_at;
                     let state = resumed.game.for_player(resumed.view.clone());

@@ -67,7 +67,7 @@ impl Gateway {
         };
         match started {
             Ok(Some(game)) => {
-                socket.join(game.room_id.clone());
+                self.join_room(&socket, game.room_id.clone());
                 request.answer(&socket, "joinMatchmaking", &game.room_id)
             }
             Ok(None) => {

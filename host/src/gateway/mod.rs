@@ -17,6 +17,7 @@
 //! * `matchmaking`, `play`, `room_events`: the events themselves;
 //! * `outbox`: match messages to players, through Socket.IO rooms.
 
+mod admin_ui;
 mod identity;
 mod matchmaking;
 mod outbox;
@@ -24,6 +25,7 @@ mod play;
 mod requests;
 mod room_events;
 
+pub use admin_ui::AdminUi;
 pub use identity::Refused;
 pub use outbox::SocketOutbox;
 pub use requests::{ClientError, Incoming};
@@ -91,6 +93,7 @@ struct GatewayInner {
     instance_id: String,
     /// Set at shutdown: new sockets are refused.
     draining: AtomicBool,
+    admin_ui: AdminUi,
 }
 impl Gateway {
     pub fn new(
@@ -100,6 +103,7 @@ impl Gateway {
         outbox: Arc<dyn Outbox>,
         limits: ClientLimits,
         instance_id: String,
+        admin_ui: AdminUi,
     ) -> Self {
         Gateway {
             inner: Arc::new(GatewayInner {
@@ -114,6 +118,7 @@ impl Gateway {
                 limits,
                 instance_id,
                 draining: AtomicBool::new(false),
+                admin_ui,
             }),
         }
     }
@@ -126,6 +131,11 @@ impl Gateway {
             .collect()
     }
 
+    /// How many sockets are connected to this instance now.
+    pub fn socket_count(&self) -> usize {
+        self.local_sockets().len()
+    }
+
     /// The sockets connected to this instance (none once shutdown closed the namespace).
     pub(super) fn local_sockets(&self) -> Vec<Sock> {
         self.inner
@@ -135,7 +145,8 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// Serves the default namespace. With Redis, this subscribes to the adapter's channels.
+    /// Serves the default namespace and the Admin UI's. With Redis, this subscribes to the
+    /// adapter's channels.
     pub async fn attach(&self) -> Result<(), String> {
         let io = &self.inner.io;
         let on_connect = {
@@ -154,7 +165,8 @@ impl Gateway {
         };
         io.ns("/", on_connect.with(identify))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.attach_admin_ui().await
     }
 
     pub(super) fn store(&self) -> &Store {

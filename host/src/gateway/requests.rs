@@ -178,10 +178,15 @@ impl Gateway {
             },
         );
         let gateway = self.clone();
-        socket.on_disconnect(move |socket: Sock| {
-            let gateway = gateway.clone();
-            async move { gateway.disconnected(socket).await }
-        });
+        socket.on_disconnect(
+            move |socket: Sock, reason: socketioxide::socket::DisconnectReason| {
+                let gateway = gateway.clone();
+                async move {
+                    gateway.admin_socket_gone(&socket, reason);
+                    gateway.disconnected(socket).await
+                }
+            },
+        );
     }
 
     /// Registers a handler behind the checks every event passes: size, rate, and a payload that

@@ -38,6 +38,7 @@ impl Actor {
 
     pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, me: Mailbox) {
         let room = self.game.room_id.clone();
+        let mut running = crate::metrics::RunningMatch::new(&self.game.game, &self.game.module);
         let mut write_back = tokio::time::interval(WRITE_BACK_EVERY);
         while self.game.status != Status::Finished || self.unsaved {
             let next = self.round_deadline();
@@ -54,6 +55,7 @@ impl Actor {
             }
             if std::mem::take(&mut self.round_ended) {
                 self.migrate_if_asked().await;
+                running.runs(&self.game.module);
             }
             self.schedule_bots();
             if !self.unsaved && !self.has_local_player() && !self.bots_alone() {
@@ -103,9 +105,13 @@ impl Actor {
             Command::Act {
                 player,
                 action,
+                arrived,
                 done,
             } => {
-                let _ = done.send(self.act(&player, action).await);
+                let result = self.act(&player, action).await;
+                let code = result.as_ref().map_or_else(|error| error.code(), |_| "ok");
+                crate::metrics::action(&self.game.game, code, arrived.elapsed());
+                let _ = done.send(result);
             }
             Command::View { player, done } => {
                 let _ = done.send(

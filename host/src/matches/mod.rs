@@ -225,6 +225,8 @@ enum Command {
     Act {
         player: PlayerId,
         action: Box<RawValue>,
+        /// When the action reached the host, for `gamehost_action_seconds`.
+        arrived: std::time::Instant,
         done: oneshot::Sender<Result<u64, MatchError>>,
     },
     View {
@@ -428,9 +430,11 @@ impl Matches {
         action: Box<RawValue>,
     ) -> Result<u64, MatchError> {
         let player = player.to_string();
+        let arrived = std::time::Instant::now();
         self.ask(room, |done| Command::Act {
             player,
             action,
+            arrived,
             done,
         })
         .await

@@ -37,7 +37,7 @@ pub mod pubsub;
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
 use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status};
-use crate::store::{Cleaned, InstanceInfo, StoreError, StoreResult};
+use crate::store::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 use serde::Serialize;
@@ -241,6 +241,7 @@ impl RedisStore {
         {
             self.up.store(false, Ordering::Relaxed);
         }
+        crate::metrics::store_error();
         StoreError::Unavailable(error.to_string())
     }
 
@@ -740,10 +741,18 @@ impl RedisStore {
 
     // The instance registry.
 
-    pub async fn heartbeat(&self, instance: &str, ttl_ms: u64) -> StoreResult<()> {
+    pub async fn heartbeat(
+        &self,
+        instance: &str,
+        ttl_ms: u64,
+        about: &InstanceAbout,
+    ) -> StoreResult<()> {
         let stamp = json(&serde_json::json!({
             "instanceId": instance,
             "at": crate::model::now_ms(),
+            "startedAt": about.started_at,
+            "code": about.code,
+            "build": env!("CARGO_PKG_VERSION"),
         }));
         let list = self.keys.instance_sockets(instance);
         let result = redis::pipe()
@@ -782,16 +791,26 @@ impl RedisStore {
         ids.sort();
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.exists(self.keys.instance(id))
+            pipe.get(self.keys.instance(id))
                 .scard(self.keys.instance_sockets(id));
         }
-        let result: Result<Vec<(bool, usize)>, _> = pipe.query_async(&mut self.conn()).await;
+        let result: Result<Vec<(Option<String>, usize)>, _> =
+            pipe.query_async(&mut self.conn()).await;
         let answers = self.ok(result)?;
         Ok(ids
             .into_iter()
             .zip(answers)
-            .filter(|(_, (alive, _))| *alive)
-            .map(|(id, (_, sockets))| InstanceInfo { id, sockets })
+            .filter_map(|(id, (stamp, sockets))| {
+                // An instance is alive while its heartbeat's key is.
+                let stamp: serde_json::Value = serde_json::from_str(&stamp?).unwrap_or_default();
+                Some(InstanceInfo {
+                    id,
+                    sockets,
+                    started_at: stamp["startedAt"].as_u64(),
+                    build: stamp["build"].as_str().map(str::to_string),
+                    code: serde_json::from_value(stamp["code"].clone()).unwrap_or_default(),
+                })
+            })
             .collect())
     }
 

@@ -1,7 +1,7 @@
 //! The in-memory store a lone instance uses. Its methods are `async` only to share the
 //! [`super::Store`] interface; none of them waits.
 
-use super::{Cleaned, InstanceInfo, StoreError, StoreResult};
+use super::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Queues, Seating};
 use crate::model::{
@@ -282,7 +282,12 @@ impl MemoryStore {
 
     // The instance registry: a lone instance is the only one, and never dies while it runs.
 
-    pub async fn heartbeat(&self, _instance: &str, _ttl_ms: u64) -> StoreResult<()> {
+    pub async fn heartbeat(
+        &self,
+        _instance: &str,
+        _ttl_ms: u64,
+        _about: &InstanceAbout,
+    ) -> StoreResult<()> {
         Ok(())
     }
 
@@ -294,7 +299,13 @@ impl MemoryStore {
         let counts = self.sockets_by_instance().await?;
         Ok(counts
             .into_iter()
-            .map(|(id, sockets)| InstanceInfo { id, sockets })
+            .map(|(id, sockets)| InstanceInfo {
+                id,
+                sockets,
+                started_at: None,
+                build: None,
+                code: Default::default(),
+            })
             .collect())
     }
 

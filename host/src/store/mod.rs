@@ -65,6 +65,22 @@ impl Cleaned {
 pub struct InstanceInfo {
     pub id: String,
     pub sockets: usize,
+    /// When it started (ms since the epoch), as its heartbeat says; `None` where no heartbeat
+    /// is kept (in memory, there is only this instance).
+    pub started_at: Option<u64>,
+    /// The `gamehost` version it runs, as its heartbeat says.
+    pub build: Option<String>,
+    /// Which code it runs each rules version it has loaded on (`baseline`, `optimized`).
+    pub code: BTreeMap<String, String>,
+}
+
+/// What an instance says of itself with its heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceAbout {
+    /// When it started, in ms since the epoch.
+    pub started_at: u64,
+    /// Rules version → the code tier it runs it on.
+    pub code: BTreeMap<String, String>,
 }
 
 /// The host's store: in memory, or shared through Redis.
@@ -158,7 +174,7 @@ delegate! {
     fn cleanup(&self, instance: &str, live: &HashSet<String>) -> Cleaned;
 
     /// Says this instance is alive for another `ttl_ms`.
-    fn heartbeat(&self, instance: &str, ttl_ms: u64) -> ();
+    fn heartbeat(&self, instance: &str, ttl_ms: u64, about: &InstanceAbout) -> ();
     /// Removes this instance from the registry at once (a clean shutdown).
     fn deregister(&self, instance: &str) -> ();
     /// Live instances and their socket counts.

@@ -1,0 +1,182 @@
+//! Prometheus metrics: **the only code that knows the `metrics` crates**. The rest of the host
+//! calls the functions here, which cost an atomic add or a histogram push and nothing when
+//! metrics are off (`METRICS=false`: no recorder is installed, so every call is a no-op).
+//!
+//! Counters and histograms are recorded where things happen. Gauges (sockets, matches, queues)
+//! are read when `/metrics` is scraped, from what the instance already knows, so they cost
+//! nothing between scrapes.
+//!
+//! The recorder is global to the process (the `metrics` facade has one): several servers in one
+//! process, as in the tests, share it, and the first one installs it.
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Bucket bounds (seconds) of both histograms: from well under a rules call (tens of µs) to a
+/// slow store round trip.
+const BUCKETS: [f64; 14] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
+/// Installs the Prometheus recorder for this process, once. Returns the handle `/metrics`
+/// renders, or `None` when the recorder could not be installed (another one was first).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .expect("the bucket list is not empty");
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    // Counters without labels read 0 from the start, not absent.
+                    counter!("gamehost_store_errors_total").absolute(0);
+                    counter!("gamehost_instances_reaped_total").absolute(0);
+                    Some(handle)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "metrics are off: a recorder was already installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "gamehost_sockets",
+        "Sockets connected to this instance now."
+    );
+    describe_gauge!(
+        "gamehost_matches_running",
+        "Matches whose actor runs on this instance, by game and module version."
+    );
+    describe_gauge!(
+        "gamehost_queue_players",
+        "Players waiting in matchmaking, by game and level (the whole fleet's queues)."
+    );
+    describe_counter!(
+        "gamehost_actions_total",
+        "Actions submitted to matches on this instance, by game and result code (ok or the refusal's code)."
+    );
+    describe_histogram!(
+        "gamehost_action_seconds",
+        Unit::Seconds,
+        "Time from an action's arrival to its answer, by game."
+    );
+    describe_histogram!(
+        "gamehost_rules_call_seconds",
+        Unit::Seconds,
+        "Time of one call into a rules module, by operation and code tier."
+    );
+    describe_counter!(
+        "gamehost_store_errors_total",
+        "Requests to the shared store (Redis) that failed."
+    );
+    describe_counter!(
+        "gamehost_swaps_total",
+        "Rules versions that became the active version of their game, by game."
+    );
+    describe_counter!(
+        "gamehost_instances_reaped_total",
+        "Dead instances this instance cleaned up after."
+    );
+}
+
+/// An action a match answered: `code` is `ok` or the refusal's code.
+pub fn action(game: &str, code: &str, took: Duration) {
+    counter!("gamehost_actions_total", "game" => game.to_string(), "code" => code.to_string())
+        .increment(1);
+    histogram!("gamehost_action_seconds", "game" => game.to_string()).record(took.as_secs_f64());
+}
+
+/// One call into a rules module.
+pub fn rules_call(operation: &'static str, tier: &'static str, took: Duration) {
+    histogram!("gamehost_rules_call_seconds", "operation" => operation, "tier" => tier)
+        .record(took.as_secs_f64());
+}
+
+pub fn store_error() {
+    counter!("gamehost_store_errors_total").increment(1);
+}
+
+pub fn swapped(game: &str) {
+    counter!("gamehost_swaps_total", "game" => game.to_string()).increment(1);
+}
+
+pub fn instance_reaped() {
+    counter!("gamehost_instances_reaped_total").increment(1);
+}
+
+/// A match running on this instance, counted in `gamehost_matches_running` from its actor's
+/// start until it is dropped, under the version it runs.
+pub struct RunningMatch {
+    game: String,
+    version: String,
+}
+
+impl RunningMatch {
+    pub fn new(game: &str, version: &str) -> RunningMatch {
+        let running = RunningMatch {
+            game: game.to_string(),
+            version: version.to_string(),
+        };
+        running.gauge().increment(1.0);
+        running
+    }
+
+    /// The match moved to another version (a migration).
+    pub fn runs(&mut self, version: &str) {
+        if self.version != version {
+            self.gauge().decrement(1.0);
+            self.version = version.to_string();
+            self.gauge().increment(1.0);
+        }
+    }
+
+    fn gauge(&self) -> metrics::Gauge {
+        gauge!("gamehost_matches_running", "game" => self.game.clone(), "version" => self.version.clone())
+    }
+}
+
+impl Drop for RunningMatch {
+    fn drop(&mut self) {
+        self.gauge().decrement(1.0);
+    }
+}
+
+/// What the gauges read at a scrape.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub sockets: usize,
+    /// (game, level) → players, over every mode.
+    pub queues: BTreeMap<(String, i64), usize>,
+}
+
+/// The queues the last scrape saw, so that one that emptied reads 0 rather than its last value.
+static LAST_QUEUES: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
+
+/// Sets the gauges and renders every metric as Prometheus text.
+pub fn render(handle: &PrometheusHandle, now: Gauges) -> String {
+    gauge!("gamehost_sockets").set(now.sockets as f64);
+    let mut last = LAST_QUEUES.lock().unwrap_or_else(|p| p.into_inner());
+    for gone in last.iter().filter(|key| !now.queues.contains_key(*key)) {
+        gauge!("gamehost_queue_players", "game" => gone.0.clone(), "level" => gone.1.to_string())
+            .set(0.0);
+    }
+    for ((game, level), count) in &now.queues {
+        gauge!("gamehost_queue_players", "game" => game.clone(), "level" => level.to_string())
+            .set(*count as f64);
+    }
+    *last = now.queues.keys().cloned().collect();
+    drop(last);
+    handle.render()
+}
