@@ -6,11 +6,12 @@
 //! * `new-game NAME`: make `rules/NAME`, a game crate from the template in `xtask/template/`
 //!   (a counting race with a bot, its native tests), and build it.
 //! * `test`: `build-rules`, check the template (a game made by `new-game` passes its tests and
-//!   builds, for the integration tests to load), install the JavaScript Socket.IO client the tests use (`npm ci` in
-//!   `tests/js`) and `redis-server` if missing, build the `gamehost` binary (the multi-instance
-//!   tests run it as processes), then every test of the workspace. This is the README's test
-//!   command.
-//! * `run [ARGS...]`: `build-rules`, then the server (`gamehost ARGS...`) with the bundled rules.
+//!   builds, for the integration tests to load), install the npm packages of the pages (`web/`)
+//!   and of the tests (`tests/js`: socket.io-client, puppeteer-core), `redis-server` and
+//!   Debian's `chromium` if missing, build the `gamehost` binary (the multi-instance tests run it
+//!   as processes), then every test of the workspace. This is the README's test command.
+//! * `run [ARGS...]`: `build-rules`, the pages' npm packages, then the server
+//!   (`gamehost ARGS...`) with the bundled rules and pages.
 //! * `bench [ARGS...]`: `build-rules`, then the criterion benchmarks.
 //!
 //! Wasm needs the `wasm32-unknown-unknown` standard library. When the Rust toolchain has it
@@ -20,6 +21,7 @@
 //! On a Debian machine where we are root, the packages are installed on first use.
 
 mod new_game;
+mod setup;
 mod wasm;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -64,8 +66,16 @@ fn main() -> Result<()> {
         "test" => {
             build_rules(&root, &everything)?;
             new_game::check_template(&root, &target_dir(&root))?;
-            install_js_client(&root)?;
-            ensure_redis_server()?;
+            setup::npm_ci(
+                &root.join("web"),
+                "the pages' Socket.IO client and Admin UI",
+            )?;
+            setup::npm_ci(
+                &root.join("tests/js"),
+                "socket.io-client and puppeteer-core for the tests",
+            )?;
+            setup::ensure_redis_server()?;
+            setup::ensure_chromium()?;
             // The multi-instance tests start real `gamehost` processes (to kill -9 them).
             run(cargo().current_dir(&root).args([
                 "build",
@@ -81,6 +91,10 @@ fn main() -> Result<()> {
         }
         "run" => {
             build_rules(&root, &everything)?;
+            setup::npm_ci(
+                &root.join("web"),
+                "the pages' Socket.IO client and Admin UI",
+            )?;
             // A debug build: it shares the tests' artefacts, so a newcomer waits for one build.
             // `cargo xtask run -- --port 4000`: that `--` is already ours to add.
             let server_args = rest.iter().skip_while(|arg| *arg == "--");
@@ -113,21 +127,6 @@ fn workspace_root() -> Result<PathBuf> {
         .to_path_buf())
 }
 
-/// The multi-instance tests start private `redis-server`s (to restart them at will); install
-/// Debian's when there is none and we may.
-fn ensure_redis_server() -> Result<()> {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Ok(());
-    }
-    eprintln!("    installing redis-server for the tests (apt-get)");
-    run(Command::new("apt-get").args(["install", "-y", "-q", "redis-server"]))
-        .context("the tests need redis-server on the PATH; install it (Debian: redis-server)")
-}
-
 /// The cargo that runs us (the user's toolchain).
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -151,25 +150,4 @@ pub(crate) fn output(command: &mut Command) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
-/// Installs the official JavaScript Socket.IO client the tests drive (`tests/js`), exactly as
-/// `package-lock.json` pins it.
-fn install_js_client(root: &Path) -> Result<()> {
-    let folder = root.join("tests/js");
-    // npm writes its own record of an install here; packaged files keep their 1985 dates.
-    let installed = folder.join("node_modules/.package-lock.json");
-    let lock = folder.join("package-lock.json");
-    let fresh = match (installed.metadata(), lock.metadata()) {
-        (Ok(installed), Ok(lock)) => installed.modified()? >= lock.modified()?,
-        _ => false,
-    };
-    if fresh {
-        return Ok(());
-    }
-    eprintln!("    installing socket.io-client for the tests (npm ci)");
-    run(Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&folder))
-    .context("the tests need Node.js and npm to install socket.io-client")
 }
