@@ -157,8 +157,9 @@ impl Drop for RunningMatch {
 #[derive(Debug, Default)]
 pub struct Gauges {
     pub sockets: usize,
-    /// (game, level) → players, over every mode.
-    pub queues: BTreeMap<(String, i64), usize>,
+    /// (game, level) → players, over every mode; `None` while the store cannot tell (the
+    /// gauges keep their last values).
+    pub queues: Option<BTreeMap<(String, i64), usize>>,
 }
 
 /// The queues the last scrape saw, so that one that emptied reads 0 rather than its last value.
@@ -167,16 +168,19 @@ static LAST_QUEUES: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
 /// Sets the gauges and renders every metric as Prometheus text.
 pub fn render(handle: &PrometheusHandle, now: Gauges) -> String {
     gauge!("gamehost_sockets").set(now.sockets as f64);
+    let Some(queues) = now.queues else {
+        return handle.render();
+    };
     let mut last = LAST_QUEUES.lock().unwrap_or_else(|p| p.into_inner());
-    for gone in last.iter().filter(|key| !now.queues.contains_key(*key)) {
+    for gone in last.iter().filter(|key| !queues.contains_key(*key)) {
         gauge!("gamehost_queue_players", "game" => gone.0.clone(), "level" => gone.1.to_string())
             .set(0.0);
     }
-    for ((game, level), count) in &now.queues {
+    for ((game, level), count) in &queues {
         gauge!("gamehost_queue_players", "game" => game.clone(), "level" => level.to_string())
             .set(*count as f64);
     }
-    *last = now.queues.keys().cloned().collect();
+    *last = queues.keys().cloned().collect();
     drop(last);
     handle.render()
 }

@@ -516,3 +516,29 @@ pub fn install_file(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(&temp, bytes).unwrap();
     std::fs::rename(&temp, dir.join(name)).unwrap();
 }
+
+/// Runs `node <args...>` in `tests/js` (whose npm packages `cargo xtask test` installs, `package`
+/// among them) and asserts it succeeded and printed `ok_line`.
+pub async fn node(package: &str, args: Vec<String>, ok_line: &str) {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
+    assert!(
+        folder.join("node_modules").join(package).is_dir(),
+        "{package} is not installed in {}; `cargo xtask test` installs it (npm ci)",
+        folder.display()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .args(&args)
+            .current_dir(folder)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(ok_line),
+        "node failed:\n{stdout}\n{stderr}"
+    );
+}

@@ -126,13 +126,25 @@ pub(super) async fn metrics(State(state): State<HttpState>) -> Result<Response, 
         let off = json!({ "error": "metrics are off on this instance (METRICS=false)" });
         return Ok((StatusCode::NOT_FOUND, Json(off)).into_response());
     };
-    let mut gauges = crate::metrics::Gauges {
-        sockets: state.gateway.socket_count(),
-        ..Default::default()
+    // The queues are the store's; the rest is this instance's own and is reported while the
+    // store is away too.
+    let queues = match Queues::read(&state).await {
+        Ok(queues) => {
+            let mut by_level = std::collections::BTreeMap::new();
+            for ((game, _mode, level), players) in queues.lanes {
+                *by_level.entry((game, level)).or_default() += players;
+            }
+            Some(by_level)
+        }
+        Err(error) => {
+            tracing::debug!(%error, "queue gauges left as they were");
+            None
+        }
     };
-    for ((game, _mode, level), players) in Queues::read(&state).await?.lanes {
-        *gauges.queues.entry((game, level)).or_default() += players;
-    }
+    let gauges = crate::metrics::Gauges {
+        sockets: state.gateway.socket_count(),
+        queues,
+    };
     let text = crate::metrics::render(handle, gauges);
     Ok((
         [(

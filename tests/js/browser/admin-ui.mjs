@@ -57,6 +57,7 @@ run(async () => {
 
   await page.evaluate(() => { location.hash = "#/sockets/"; });
   await until(page, "the sockets of both instances are listed", (words) => words.includes(ann.id) && words.includes(bob.id));
+  await new Promise((resolve) => setTimeout(resolve, 800)); // the UI's page transition
   await page.screenshot({ path: `${shots}/admin-ui.png` });
 
   const row = await page.waitForSelector(`xpath///tr[td[contains(., "${bob.id}")]]`);
