@@ -12,10 +12,18 @@
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+/// Whether a recorder is installed: without one, the calls below return before building their
+/// labels, so that metrics off cost nothing but this load.
+static ON: AtomicBool = AtomicBool::new(false);
+
+fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
 
 /// Bucket bounds (seconds) of both histograms: from well under a rules call (tens of µs) to a
 /// slow store round trip.
@@ -38,6 +46,7 @@ pub fn install() -> Option<PrometheusHandle> {
                     // Counters without labels read 0 from the start, not absent.
                     counter!("gamehost_store_errors_total").absolute(0);
                     counter!("gamehost_instances_reaped_total").absolute(0);
+                    ON.store(true, Ordering::Relaxed);
                     Some(handle)
                 }
                 Err(error) => {
@@ -93,6 +102,9 @@ fn describe() {
 
 /// An action a match answered: `code` is `ok` or the refusal's code.
 pub fn action(game: &str, code: &str, took: Duration) {
+    if !on() {
+        return;
+    }
     counter!("gamehost_actions_total", "game" => game.to_string(), "code" => code.to_string())
         .increment(1);
     histogram!("gamehost_action_seconds", "game" => game.to_string()).record(took.as_secs_f64());
@@ -100,6 +112,9 @@ pub fn action(game: &str, code: &str, took: Duration) {
 
 /// One call into a rules module.
 pub fn rules_call(operation: &'static str, tier: &'static str, took: Duration) {
+    if !on() {
+        return;
+    }
     histogram!("gamehost_rules_call_seconds", "operation" => operation, "tier" => tier)
         .record(took.as_secs_f64());
 }
@@ -109,6 +124,9 @@ pub fn store_error() {
 }
 
 pub fn swapped(game: &str) {
+    if !on() {
+        return;
+    }
     counter!("gamehost_swaps_total", "game" => game.to_string()).increment(1);
 }
 
@@ -121,6 +139,8 @@ pub fn instance_reaped() {
 pub struct RunningMatch {
     game: String,
     version: String,
+    /// Whether it was counted (metrics were on).
+    counted: bool,
 }
 
 impl RunningMatch {
@@ -128,14 +148,17 @@ impl RunningMatch {
         let running = RunningMatch {
             game: game.to_string(),
             version: version.to_string(),
+            counted: on(),
         };
-        running.gauge().increment(1.0);
+        if running.counted {
+            running.gauge().increment(1.0);
+        }
         running
     }
 
     /// The match moved to another version (a migration).
     pub fn runs(&mut self, version: &str) {
-        if self.version != version {
+        if self.counted && self.version != version {
             self.gauge().decrement(1.0);
             self.version = version.to_string();
             self.gauge().increment(1.0);
@@ -149,7 +172,9 @@ impl RunningMatch {
 
 impl Drop for RunningMatch {
     fn drop(&mut self) {
-        self.gauge().decrement(1.0);
+        if self.counted {
+            self.gauge().decrement(1.0);
+        }
     }
 }
 
