@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Metrics on vs off (issue: the metrics layer must cost under 3%), side by side in one run: two standalone release instances, the same load
+# Metrics on vs off, side by side in one run: two standalone release instances, the same load
 # against each in turn (alternating which goes first), and for each run the server's own CPU
 # time (utime+stime from /proc) per operation next to throughput and latency.
 set -u
 # Needs: cargo build --release -p host -p loadgen; cargo xtask build-rules; bc.
-cd /work/main
+cd "$(dirname "$0")/../.."
 B=target/release/gamehost
 L=target/release/loadgen
 common="RULES_DIR=target/rules EVENTS_PER_SECOND=100000 EVENT_BURST=100000 RUST_LOG=warn"
