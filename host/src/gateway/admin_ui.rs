@@ -367,12 +367,7 @@ impl Gateway {
     }
 
     pub(super) fn admin_socket_gone(&self, socket: &Sock, reason: DisconnectReason) {
-        let message = (
-            "/",
-            socket.id.to_string(),
-            format!("{reason:?}"),
-            timestamp(),
-        );
+        let message = ("/", socket.id.to_string(), reason_name(reason), timestamp());
         self.tell_uis("socket_disconnected", message);
     }
 
@@ -462,6 +457,20 @@ fn serialize(socket: &Sock) -> Value {
     })
 }
 
+/// A disconnection's reason in the words Socket.IO's own servers use, which the UI shows.
+fn reason_name(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport close",
+        DisconnectReason::TransportError => "transport error",
+        DisconnectReason::HeartbeatTimeout => "ping timeout",
+        DisconnectReason::ClientNSDisconnect => "client namespace disconnect",
+        DisconnectReason::ServerNSDisconnect => "server namespace disconnect",
+        DisconnectReason::ClosingServer => "server shutting down",
+        DisconnectReason::PacketParsingError => "parse error",
+        DisconnectReason::MultipleHttpPollingError => "forced close",
+    }
+}
+
 /// Now, as JavaScript's `Date` serialises (ISO 8601, UTC).
 fn timestamp() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
@@ -523,6 +532,18 @@ mod tests {
         ui.sessions.lock().unwrap().insert("abc".into());
         assert!(ui.admits(&json!({ "sessionId": "abc" }), REMOTE));
         assert!(!ui.admits(&json!({ "sessionId": "abd" }), REMOTE));
+    }
+
+    #[test]
+    fn disconnections_are_named_as_socket_io_names_them() {
+        assert_eq!(
+            reason_name(DisconnectReason::TransportClose),
+            "transport close"
+        );
+        assert_eq!(
+            reason_name(DisconnectReason::ServerNSDisconnect),
+            "server namespace disconnect"
+        );
     }
 
     #[test]

@@ -17,13 +17,24 @@ function player(url) {
   });
 }
 
-async function matchAcross() {
+async function matchAcross(level) {
   const ann = await player(first);
   const bob = await player(second);
   const found = new Promise((resolve) => ann.on("matchFound", resolve));
-  await ann.timeout(10_000).emitWithAck("joinMatchmaking", { level: 3 });
-  await bob.timeout(10_000).emitWithAck("joinMatchmaking", { level: 3 });
+  await ann.timeout(10_000).emitWithAck("joinMatchmaking", { level });
+  await bob.timeout(10_000).emitWithAck("joinMatchmaking", { level });
   return { room: (await found).roomId, sockets: [ann, bob] };
+}
+
+async function activeOnSecond(version) {
+  const deadline = Date.now() + 20_000;
+  let active;
+  while (Date.now() < deadline) {
+    active = (await (await fetch(`${second}/rules`)).json()).games["wizard-battle"].active;
+    if (active === version) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  check(false, `version ${version} is active on the second instance (it runs ${active})`);
 }
 
 async function refusedWith(page, typed) {
@@ -35,7 +46,7 @@ async function refusedWith(page, typed) {
 }
 
 run(async () => {
-  const { room, sockets } = await matchAcross();
+  const { room, sockets } = await matchAcross(3);
   const browser = await launch();
   const page = await open(browser, `${first}/console`);
 
@@ -58,20 +69,23 @@ run(async () => {
   check(stored.roomId === room && stored.gameData.game.wizards.length === 2, "the stored state is the match's, rules state included");
   await page.screenshot({ path: `${shots}/console.png`, fullPage: true });
 
-  // A swap from the console reaches the other instance.
+  // It keeps itself up to date: a match started now shows up without a reload.
+  const later = await matchAcross(5);
+  await page.waitForSelector(`#matches tr[data-room="${later.room}"]`);
+
+  // A swap from the console reaches the other instance...
+  const original = stored.module;
   const version = createHash("sha256").update(readFileSync(upload)).digest("hex");
   const picker = await page.$('input.upload[data-game="wizard-battle"]');
   await picker.uploadFile(upload);
   await page.waitForFunction(() => document.querySelector("#rules-status").textContent.includes("is active on every instance"));
-  const deadline = Date.now() + 20_000;
-  let active;
-  while (Date.now() < deadline) {
-    active = (await (await fetch(`${second}/rules`)).json()).games["wizard-battle"].active;
-    if (active === version) break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  check(active === version, `the uploaded version ${version} is active on the second instance (it runs ${active})`);
+  await activeOnSecond(version);
   await page.waitForSelector(`#rules tr[data-version="${version}"] .tag.active`);
-  for (const socket of sockets) socket.close();
+  // ...and so does a rollback to the version before.
+  await page.click(`#rules tr[data-version="${original}"] button.activate`);
+  await page.waitForFunction(() => document.querySelector("#rules-status").textContent.includes("is active again"));
+  await activeOnSecond(original);
+  await page.waitForSelector(`#rules tr[data-version="${original}"] .tag.active`);
+  for (const socket of [...sockets, ...later.sockets]) socket.close();
   await browser.close();
 });
