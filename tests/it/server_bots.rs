@@ -81,6 +81,24 @@ async fn a_lone_player_plays_wizard_battle_against_the_bot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_casts_in_the_first_round_without_waiting_for_the_player() {
+    let server = quick_bots(None).await;
+    let me = Player::connect(&server).await;
+    let room = me
+        .request("joinMatchmaking", json!({ "level": 1, "vsBot": true }))
+        .await;
+    let found = me.next("matchFound").await;
+    assert_eq!(found["roomId"], room);
+    let bot = bots_of(&found, &me).remove(0);
+    // The player does nothing at all; the round's timeout (30 s) is far away.
+    let cast = me
+        .first_where("gameEvent", |e| e["event"]["type"] == "submitted")
+        .await;
+    assert_eq!(cast["event"]["player"], bot.as_str());
+    assert_eq!(cast["event"]["round"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_player_plays_liars_dice_against_three_bots() {
     let server = quick_bots(None).await;
     let me = Player::connect(&server).await;

@@ -40,6 +40,8 @@ impl Actor {
         let room = self.game.room_id.clone();
         let mut running = crate::metrics::RunningMatch::new(&self.game.game, &self.game.module);
         let mut write_back = tokio::time::interval(WRITE_BACK_EVERY);
+        // Bots may move first (wizard battle's rounds are simultaneous): not only after a change.
+        self.schedule_bots();
         while self.game.status != Status::Finished || self.unsaved {
             let next = self.round_deadline();
             tokio::select! {

@@ -1,5 +1,5 @@
 // Two pages play a whole wizard battle through the page's own controls; one reloads mid-match
-// and resumes. Usage: node browser/game.mjs <server url> <screenshot folder>
+// and resumes; a third plays the host's bot. Usage: node browser/game.mjs <server url> <screenshot folder>
 import { launch, open, check, text, run } from "./browser.mjs";
 
 const [url, shots] = process.argv.slice(2);
@@ -70,5 +70,13 @@ run(async () => {
   check(story.includes("Round 1") && story.includes("100 damage") && story.includes("fell"), `the log tells the round: ${story}`);
   check((await bob.$eval(`#wizards .hp[data-wizard="${bobId}"] [data-hp]`, (n) => n.dataset.hp)) === "0", "Bob's health reads 0");
   await ann.screenshot({ path: `${shots}/game-over.png` });
+
+  // A third page plays the host's bot, which casts in the first round without waiting.
+  const cleo = await open(browser, url);
+  await me(cleo);
+  await cleo.click("#vs-bot");
+  await cleo.waitForSelector("#match:not(.hidden) #board .cell.me");
+  await cleo.waitForFunction(() => document.querySelector("#wizards").textContent.includes("the bot"));
+  await cleo.waitForFunction(() => document.querySelector("#log").textContent.includes("cast a spell"));
   await browser.close();
 });
