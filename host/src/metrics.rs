@@ -100,13 +100,34 @@ fn describe() {
     );
 }
 
+/// The most refusal codes counted apart per game; any further code counts as `other`.
+const CODES_PER_GAME: usize = 32;
+static CODES_SEEN: Mutex<BTreeMap<String, std::collections::BTreeSet<String>>> =
+    Mutex::new(BTreeMap::new());
+
+/// The `code` label of an action: refusal codes come from the rules module, and a module that
+/// made up a new one each time must not grow the registry (and every scrape) without end.
+fn code_label(game: &str, code: &str) -> String {
+    if code == "ok" {
+        return code.to_string();
+    }
+    let mut seen = CODES_SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let codes = seen.entry(game.to_string()).or_default();
+    if codes.contains(code) || codes.len() < CODES_PER_GAME {
+        codes.insert(code.to_string());
+        code.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
 /// An action a match answered: `code` is `ok` or the refusal's code.
 pub fn action(game: &str, code: &str, took: Duration) {
     if !on() {
         return;
     }
-    counter!("gamehost_actions_total", "game" => game.to_string(), "code" => code.to_string())
-        .increment(1);
+    let code = code_label(game, code);
+    counter!("gamehost_actions_total", "game" => game.to_string(), "code" => code).increment(1);
     histogram!("gamehost_action_seconds", "game" => game.to_string()).record(took.as_secs_f64());
 }
 
@@ -208,4 +229,26 @@ pub fn render(handle: &PrometheusHandle, now: Gauges) -> String {
     *last = queues.keys().cloned().collect();
     drop(last);
     handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_game_gets_a_bounded_number_of_code_labels() {
+        assert_eq!(code_label("made-up-codes", "ok"), "ok");
+        for n in 0..CODES_PER_GAME {
+            let code = format!("code_{n}");
+            assert_eq!(code_label("made-up-codes", &code), code);
+        }
+        assert_eq!(code_label("made-up-codes", "one_too_many"), "other");
+        assert_eq!(
+            code_label("made-up-codes", "code_3"),
+            "code_3",
+            "a known code stays"
+        );
+        assert_eq!(code_label("made-up-codes", "ok"), "ok");
+        assert_eq!(code_label("another-game", "one_too_many"), "one_too_many");
+    }
 }

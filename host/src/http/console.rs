@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 /// The most matches the overview lists; the count says how many there are in all.
 const LISTED_MATCHES: usize = 100;
+/// The most stored games read to find them: finished games stay stored a while, and the console
+/// polls every 2 s, so its cost must not grow with them.
+const SCANNED_GAMES: usize = 500;
 
 pub(super) async fn overview(State(state): State<HttpState>) -> Result<Json<Value>, AppError> {
     let queues: Vec<Value> = Queues::read(&state)
@@ -31,7 +34,7 @@ pub(super) async fn overview(State(state): State<HttpState>) -> Result<Json<Valu
         .collect();
     let rooms = state.store.game_rooms().await?;
     let mut matches = Vec::new();
-    for room in &rooms {
+    for room in rooms.iter().take(SCANNED_GAMES) {
         if matches.len() == LISTED_MATCHES {
             break;
         }
