@@ -133,6 +133,7 @@ impl Gateway {
                         .map(|info| info.0);
                     let auth = auth.unwrap_or(Value::Null);
                     if gateway.admin().admits(&auth, peer) {
+                        gateway.register_admin_handlers(&socket);
                         Ok(())
                     } else {
                         Err(InvalidCredentials)
@@ -180,7 +181,12 @@ impl Gateway {
         })
         .await;
         let _ = socket.emit("server_stats", &self.server_stats());
+    }
 
+    /// The UI's operations. Registered by the connect middleware, before the UI is told it is
+    /// connected: an operation sent right behind the connect would find no handler otherwise
+    /// (socketioxide drops an event nobody listens to).
+    fn register_admin_handlers(&self, socket: &Sock) {
         let gateway = self.clone();
         socket.on("emit", move |Data(Arguments(args)): Data<Arguments>| {
             let gateway = gateway.clone();

@@ -60,6 +60,56 @@ run(async () => {
   await new Promise((resolve) => setTimeout(resolve, 800)); // the UI's page transition
   await page.screenshot({ path: `${shots}/admin-ui.png` });
 
+  // The protocol itself, as the UI speaks it: join, emit and leave reach a socket on the other
+  // instance; a wrong password is refused with exactly "invalid credentials".
+  const refused = await new Promise((resolve) => {
+    const wrong = io(`${first}/admin`, { auth: { username: "admin", password: "nope" }, transports: ["websocket"], reconnection: false });
+    wrong.on("connect", () => resolve("connected"));
+    wrong.on("connect_error", (error) => resolve(error.message));
+  });
+  check(refused === "invalid credentials", `a wrong password: ${refused}`);
+  // Listeners go on before the connection opens: what the server sends right behind its
+  // connect may otherwise arrive before they do.
+  const adminClient = (on = {}) => new Promise((resolve, reject) => {
+    const socket = io(`${first}/admin`, { auth: { username: "admin", password: token }, transports: ["websocket"], reconnection: false });
+    for (const [event, handler] of Object.entries(on)) socket.on(event, handler);
+    socket.on("connect", () => resolve(socket));
+    socket.on("connect_error", reject);
+  });
+  // The rooms of a socket on the other instance, as a newly logged-in UI is told them (none
+  // if it is not told within 5 s).
+  const roomsOf = async (id) => {
+    let ui;
+    const rooms = await new Promise((resolve) => {
+      setTimeout(() => resolve([]), 5_000);
+      adminClient({ socket_connected: (socket) => { if (socket.id === id) resolve(socket.rooms); } })
+        .then((socket) => { ui = socket; });
+    });
+    ui?.close();
+    return rooms;
+  };
+  const eventually = async (what, condition) => {
+    const deadline = Date.now() + 15_000;
+    while (!(await condition())) {
+      check(Date.now() < deadline, what);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  };
+  const admin = await adminClient();
+  const heard = [];
+  bob.on("fromAdmin", (payload) => heard.push(payload.n));
+  admin.emit("join", "/", "vip", bob.id);
+  await eventually("the UI's join reaches the other instance", async () => (await roomsOf(bob.id)).includes("vip"));
+  admin.emit("emit", "/", "vip", "fromAdmin", { n: 2 });
+  await eventually("the UI's emit reaches the room", async () => heard.includes(2));
+  admin.emit("leave", "/", "vip", bob.id);
+  await eventually("the UI's leave reaches the other instance", async () => !(await roomsOf(bob.id)).includes("vip"));
+  admin.emit("emit", "/", "vip", "fromAdmin", { n: 3 });
+  admin.emit("emit", "/", bob.id, "fromAdmin", { n: 4 });
+  await eventually("an emit to the socket's own room reaches it", async () => heard.includes(4));
+  check(!heard.includes(3), `nothing reaches a room after leaving it: ${JSON.stringify(heard)}`);
+  admin.close();
+
   const row = await page.waitForSelector(`xpath///tr[td[contains(., "${bob.id}")]]`);
   const disconnect = await row.$("button");
   await disconnect.click();
