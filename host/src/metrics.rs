@@ -46,6 +46,9 @@ pub fn install() -> Option<PrometheusHandle> {
                     // Counters without labels read 0 from the start, not absent.
                     counter!("gamehost_store_errors_total").absolute(0);
                     counter!("gamehost_instances_reaped_total").absolute(0);
+                    for feed in ["rooms", "other"] {
+                        counter!("gamehost_pubsub_messages_total", "feed" => feed).absolute(0);
+                    }
                     ON.store(true, Ordering::Relaxed);
                     Some(handle)
                 }
@@ -71,6 +74,10 @@ fn describe() {
     describe_gauge!(
         "gamehost_queue_players",
         "Players waiting in matchmaking, by game and level (the whole fleet's queues)."
+    );
+    describe_counter!(
+        "gamehost_pubsub_messages_total",
+        "Pub/sub messages this instance received from Redis: rooms (the matches and chat of its own players) or other (modules, the Admin UI, the adapter)."
     );
     describe_counter!(
         "gamehost_actions_total",
@@ -149,6 +156,11 @@ pub fn swapped(game: &str) {
         return;
     }
     counter!("gamehost_swaps_total", "game" => game.to_string()).increment(1);
+}
+
+/// A pub/sub message reached this instance, for `feed` (`rooms` or `other`).
+pub fn pubsub_received(feed: &'static str) {
+    counter!("gamehost_pubsub_messages_total", "feed" => feed).increment(1);
 }
 
 pub fn instance_reaped() {

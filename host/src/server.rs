@@ -3,6 +3,7 @@
 //! endpoints.
 
 use crate::cluster::Cluster;
+use crate::cluster::feeds::{Feeds, Follower};
 use crate::config::Config;
 use crate::gateway::{AdminUi, Gateway, HostAdapter, SocketOutbox};
 use crate::http::{self, HttpState};
@@ -33,6 +34,8 @@ pub enum StartError {
     Rules(#[from] RulesError),
     #[error("the Socket.IO adapter could not start: {0}")]
     Adapter(String),
+    #[error("could not subscribe to this instance's inbox: {0}")]
+    Feeds(#[from] crate::redis_store::pubsub::BusError),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -152,11 +155,16 @@ async fn run_until(
         .ws_read_buffer_size(1024)
         .with_adapter::<HostAdapter>(adapter)
         .build_layer();
-    let outbox: Arc<dyn Outbox> = Arc::new(SocketOutbox::new(io.clone()));
+    let (feeds, feeds_task) = Feeds::new(&store);
+    let outbox = Arc::new(SocketOutbox::new(
+        io.clone(),
+        feeds,
+        config.instance_id.clone(),
+    ));
     let matches = Matches::new(
         store.clone(),
         modules.clone(),
-        outbox.clone(),
+        outbox.clone() as Arc<dyn Outbox>,
         MatchSettings {
             game: config.game.clone(),
             round_timeout: config.round_timeout,
@@ -195,10 +203,22 @@ async fn run_until(
         let gateway = gateway.clone();
         Arc::new(move |namespace: &str, sid: &str| gateway.is_connected(namespace, sid))
     });
+    let follower = match feeds_task {
+        Some(task) => {
+            let instance = &config.instance_id;
+            let follower = Follower::start(task, instance, matches.clone(), gateway.clone());
+            Some(follower.await.map_err(StartError::Feeds)?)
+        }
+        None => None,
+    };
     let background = [
         tokio::spawn(transport.clone().sweep()),
         tokio::spawn(cluster.clone().heartbeat()),
-        tokio::spawn(cluster.clone().follow_room_events()),
+        tokio::spawn(async move {
+            if let Some(follower) = follower {
+                follower.run().await
+            }
+        }),
         tokio::spawn(cluster.clone().follow_module_events()),
         tokio::spawn(cluster.clone().sweep()),
         tokio::spawn(gateway.clone().serve_admin_ui()),

@@ -41,7 +41,7 @@ fn stored_game(redis: &PrivateRedis, prefix: &str, room: &str) -> Option<Value> 
 }
 
 /// `a` on one instance queues, `b` on another joins: matched across instances.
-async fn pair_across(a: &Player, b: &Player, level: i64) -> String {
+pub(crate) async fn pair_across(a: &Player, b: &Player, level: i64) -> String {
     let first = a
         .request("joinMatchmaking", json!({ "level": level }))
         .await;

@@ -7,7 +7,7 @@ use prometheus_parse::{Scrape, Value as Sample};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn scrape(host: &impl Endpoint) -> Scrape {
+pub(crate) async fn scrape(host: &impl Endpoint) -> Scrape {
     let response = reqwest::get(format!("{}/metrics", host.url()))
         .await
         .unwrap();
@@ -39,7 +39,7 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
     (!matching.is_empty()).then(|| matching.iter().sum())
 }
 
-fn read(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn read(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
     value(scrape, metric, labels).unwrap_or_else(|| panic!("no {metric} {labels:?} in /metrics"))
 }
 

@@ -3,6 +3,7 @@
 //! connected and removed when it goes, whenever that is; shutdown and write-back.
 
 use super::{Gateway, Sock, player_room};
+use crate::cluster::feeds::From;
 use crate::model::{PlayerId, Session, SocketMapping, now_ms};
 use governor::RateLimiter;
 use serde::Deserialize;
@@ -203,6 +204,12 @@ impl Gateway {
         tracing::debug!(socket = %socket_id, player, resumed = identity.resumed, "connected");
 
         if let Some(room) = session.room_id.filter(|_| identity.resumed) {
+            // Heard from now on, before the match is told: its next message reaches us.
+            self.inner
+                .outbox
+                .feeds()
+                .follow(&room, &socket_id, From::Now)
+                .await;
             match self
                 .inner
                 .matches
@@ -244,6 +251,7 @@ impl Gateway {
             return;
         }
         let socket_id = socket.id.to_string();
+        self.inner.outbox.feeds().unfollow(&socket_id);
         let instance = self.inner.instance_id.clone();
         self.socket_gone(&socket_id, &identity.player, &instance)
             .await;

@@ -30,7 +30,7 @@ pub use identity::Refused;
 pub use outbox::SocketOutbox;
 pub use requests::{ClientError, Incoming};
 
-use crate::matches::{Matches, Outbox};
+use crate::matches::Matches;
 use crate::redis_store::pubsub::Bus;
 use crate::store::Store;
 use governor::Quota;
@@ -88,7 +88,7 @@ struct GatewayInner {
     quota: Quota,
     store: Arc<Store>,
     matches: Matches,
-    outbox: Arc<dyn Outbox>,
+    outbox: Arc<SocketOutbox>,
     limits: ClientLimits,
     instance_id: String,
     /// Set at shutdown: new sockets are refused.
@@ -100,7 +100,7 @@ impl Gateway {
         io: Io,
         store: Arc<Store>,
         matches: Matches,
-        outbox: Arc<dyn Outbox>,
+        outbox: Arc<SocketOutbox>,
         limits: ClientLimits,
         instance_id: String,
         admin_ui: AdminUi,

@@ -1,21 +1,33 @@
-//! Match messages to players, through Socket.IO rooms: every socket is in its player's room.
+//! Match messages to players, through Socket.IO rooms on this instance (every socket is in its
+//! player's room), and through the room feeds to the other instances that hold a room's players.
 
 use super::{Io, player_room};
-use crate::matches::{Delivery, Message, Outbox, To};
+use crate::cluster::feeds::{Feeds, From};
+use crate::matches::{Delivery, Message, Outbox, SocketAt, To};
+use std::collections::BTreeMap;
 
-/// Delivers match messages through Socket.IO rooms.
+/// Delivers match messages through Socket.IO rooms and the room feeds.
 pub struct SocketOutbox {
     io: Io,
+    feeds: Feeds,
+    instance: String,
 }
 
 impl SocketOutbox {
-    pub fn new(io: Io) -> Self {
-        SocketOutbox { io }
+    pub fn new(io: Io, feeds: Feeds, instance: String) -> Self {
+        SocketOutbox {
+            io,
+            feeds,
+            instance,
+        }
     }
-}
 
-impl SocketOutbox {
-    async fn deliver(&self, messages: Vec<Message>, here_only: bool) {
+    /// The rooms this instance hears.
+    pub fn feeds(&self) -> &Feeds {
+        &self.feeds
+    }
+
+    async fn deliver(&self, messages: Vec<Message>) {
         for message in messages {
             let rooms: Vec<String> = match &message.to {
                 To::Player(player) => vec![player_room(player)],
@@ -25,11 +37,7 @@ impl SocketOutbox {
             let Some(namespace) = self.io.of("/") else {
                 return;
             };
-            let namespace = if here_only {
-                namespace.local()
-            } else {
-                namespace
-            };
+            let namespace = namespace.local();
             let event = message.event.as_ref();
             if let Err(error) = namespace.to(rooms).emit(event, &message.payload).await {
                 tracing::warn!(event, %error, "delivery failed");
@@ -40,10 +48,34 @@ impl SocketOutbox {
 
 impl Outbox for SocketOutbox {
     fn deliver_here(&self, messages: Vec<Message>) -> Delivery<'_> {
-        Box::pin(self.deliver(messages, true))
+        Box::pin(self.deliver(messages))
     }
 
-    fn broadcast(&self, messages: Vec<Message>) -> Delivery<'_> {
-        Box::pin(self.deliver(messages, false))
+    fn tell_room<'a>(&'a self, room: &'a str, messages: Vec<Message>) -> Delivery<'a> {
+        Box::pin(async move {
+            // Without Redis (or while it is away) only this instance's players can be reached.
+            if !self.feeds.publish(room, &messages).await {
+                self.deliver(messages).await;
+            }
+        })
+    }
+
+    fn seated<'a>(&'a self, room: &'a str, seats: Vec<SocketAt>) -> Delivery<'a> {
+        Box::pin(async move {
+            let mut elsewhere: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for seat in seats {
+                if seat.instance == self.instance {
+                    self.feeds.follow(room, &seat.socket, From::First).await;
+                } else {
+                    elsewhere
+                        .entry(seat.instance)
+                        .or_default()
+                        .push(seat.socket);
+                }
+            }
+            for (instance, sockets) in elsewhere {
+                self.feeds.tell_seated(&instance, room, sockets).await;
+            }
+        })
     }
 }

@@ -3,7 +3,7 @@
 
 use super::requests::{ClientError, Request, RoomRequest};
 use super::{Gateway, Sock};
-use crate::matches::{MatchError, Message, To, payload};
+use crate::matches::{MatchError, Message, Outbox, To, payload};
 use crate::model::PlayerId;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,11 +55,10 @@ impl Gateway {
         }));
         self.inner
             .outbox
-            .broadcast(vec![Message::new(
-                To::Players(members),
-                "gameMessage",
-                body,
-            )])
+            .tell_room(
+                &message.room_id,
+                vec![Message::new(To::Players(members), "gameMessage", body)],
+            )
             .await;
         if request.incoming.wants_ack {
             let _ = request.incoming.ack.send(&json!({ "success": true }));

@@ -70,14 +70,25 @@ pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 ///
 /// A match's messages reach players in the order the match produced them: with Redis, the store
 /// publishes them together with the state change they announce (one script, so in version
-/// order) and every instance hands them to its own sockets ([`Outbox::deliver_here`]); alone,
+/// order) to the instances that hold the match's players ([`Outbox::seated`] tells the outbox
+/// where they are), and each hands them to its own sockets ([`Outbox::deliver_here`]); alone,
 /// the actor hands them over itself.
 pub trait Outbox: Send + Sync + 'static {
     /// Delivers the messages, in order, to the recipients' sockets on this instance.
     fn deliver_here(&self, messages: Vec<Message>) -> Delivery<'_>;
-    /// Delivers the messages to the recipients' sockets wherever they are (through the
-    /// Socket.IO adapter); for messages that belong to no state change, like chat.
-    fn broadcast(&self, messages: Vec<Message>) -> Delivery<'_>;
+    /// Delivers the messages to the room's players wherever they are; for messages that belong
+    /// to no state change, like chat.
+    fn tell_room<'a>(&'a self, room: &'a str, messages: Vec<Message>) -> Delivery<'a>;
+    /// A match was set up (and stored) in `room` with these players' sockets, each on its
+    /// instance: they hear the room from its first message on.
+    fn seated<'a>(&'a self, room: &'a str, seats: Vec<SocketAt>) -> Delivery<'a>;
+}
+
+/// Where a player of a new match is: its socket, on its instance.
+#[derive(Debug, Clone)]
+pub struct SocketAt {
+    pub socket: SocketId,
+    pub instance: String,
 }
 
 /// Serialises an event payload once, for every recipient.
@@ -521,6 +532,11 @@ impl Matches {
         if let Err(error) = result {
             tracing::debug!(room, player, %error, "forfeit not applied");
         }
+    }
+
+    /// Hands messages that belong to no change (chat) to this instance's sockets.
+    pub async fn relay(&self, messages: Vec<Message>) {
+        self.inner.outbox.deliver_here(messages).await;
     }
 
     /// A change of a room was stored (by any instance, this one included): hands its messages

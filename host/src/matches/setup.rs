@@ -127,6 +127,14 @@ impl Matches {
         if !hub.store.announces() {
             hub.outbox.deliver_here(messages).await;
         }
+        let seats = humans
+            .iter()
+            .map(|seated| SocketAt {
+                socket: seated.socket.clone(),
+                instance: seated.instance.clone(),
+            })
+            .collect();
+        hub.outbox.seated(&room_id, seats).await;
         self.remember_members(&state);
         for seated in &humans {
             // The match is stored: a failure here only leaves a mapping less precise.

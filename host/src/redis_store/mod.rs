@@ -12,7 +12,10 @@
 //! | `waiting:<game>:<mode>:level:<n>` | list | the same, for every other game and mode (see [`crate::matchmaking`]) |
 //! | `matches` | hash | room id -> [`MatchRecord`] JSON (as the original) |
 //! | `game_states` | hash | room id -> [`GameState`] JSON (the original's fields and ours) |
-//! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original) |
+//! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original; for outside tools: no instance reads it) |
+//! | `room:{<room>}` | channel | the same envelopes for one room, and its chat: read by the instances that hold its players |
+//! | `room:{<room>}:log` | stream, TTL | the room's latest envelopes, entry id `<version>-0`: an instance that subscribed late or lost its connection catches up from it |
+//! | `instance:<id>:inbox` | channel | notes to one instance (a match of its players started elsewhere) |
 //! | `queued` | hash | player -> `{level, lane, instance, entry, at}`: who waits where, on which instance, since when (Redis's clock, ms) |
 //! | `game_versions` | hash | room id -> version, the compare-and-set guard |
 //! | `finished_games` | sorted set | room id by end time, for retention |
@@ -33,6 +36,7 @@
 //! path reads a whole hash.
 
 pub mod pubsub;
+mod rooms;
 
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
@@ -179,18 +183,31 @@ impl RedisStore {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(2)
-            .set_push_sender(bus.push_sender())
-            .set_automatic_resubscription();
-        let mut conn = tokio::time::timeout(
-            connect_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+            .set_number_of_retries(2);
+        // Two connections: commands, and pub/sub. A subscriber's connection may be cut on its
+        // own (`CLIENT KILL TYPE pubsub`, a slow consumer's output limit) and must not take
+        // commands in flight with it; nor may a burst of messages delay a command's reply.
+        let connect = |config: ConnectionManagerConfig| {
+            let client = client.clone();
+            async move {
+                tokio::time::timeout(
+                    connect_timeout,
+                    ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+            }
+        };
+        let mut conn = connect(config.clone()).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let subscriber = connect(
+            config
+                .set_push_sender(bus.push_sender())
+                .set_automatic_resubscription(),
+        )
+        .await?;
         let up = Arc::new(AtomicBool::new(true));
-        bus.attach(conn.clone(), up.clone());
+        bus.attach(subscriber, up.clone());
         Ok(RedisStore {
             conn,
             keys: Arc::new(Keys::new(prefix)),
@@ -466,8 +483,7 @@ impl RedisStore {
         game: &GameState,
         messages: &[Message],
     ) -> StoreResult<()> {
-        // A script, not MULTI: the connection is also subscribed, and its own PUBLISH echoed in
-        // the middle of a transaction's replies is lost by the client.
+        // One script: the match, its announcement and its log entry are stored together.
         let result: Result<i64, _> = self
             .scripts
             .insert_match
@@ -477,12 +493,15 @@ impl RedisStore {
             .key(&self.keys.room_events)
             .key(&self.keys.module_matches)
             .key(&self.keys.game_modules)
+            .key(self.keys.room_log(&game.room_id))
             .arg(&record.room_id)
             .arg(json(record))
             .arg(json(game))
             .arg(game.version)
             .arg(state_changed(game, messages))
             .arg(&game.module)
+            .arg(self.keys.room_channel(&game.room_id))
+            .arg(rooms::LOG_LIFETIME_MS)
             .invoke_async(&mut self.conn())
             .await;
         self.ok(result).map(|_| ())
@@ -514,6 +533,7 @@ impl RedisStore {
             .key(&self.keys.room_events)
             .key(&self.keys.module_matches)
             .key(&self.keys.game_modules)
+            .key(self.keys.room_log(&game.room_id))
             .arg(&game.room_id)
             .arg(expected)
             .arg(game.version)
@@ -521,6 +541,8 @@ impl RedisStore {
             .arg(finished_at)
             .arg(envelope)
             .arg(&game.module)
+            .arg(self.keys.room_channel(&game.room_id))
+            .arg(rooms::LOG_LIFETIME_MS)
             .invoke_async(&mut self.conn())
             .await;
         match self.ok(result)? {

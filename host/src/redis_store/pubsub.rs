@@ -7,6 +7,12 @@
 //! a publish that cannot reach Redis is dropped with a log line rather than failing the emit (the
 //! adapter would otherwise skip the local delivery too), and a bus with no Redis at all (a lone
 //! instance) delivers locally only.
+//!
+//! The room feeds (`crate::cluster::feeds`) subscribe to one channel per room whose players
+//! this instance holds; their messages all go to one consumer, registered by prefix
+//! ([`Bus::route_prefix`]), so subscribing to a room costs a Redis subscription and nothing
+//! more here. A lost connection is told to whoever watches [`Bus::disconnections`]: what was
+//! published while it was down is not replayed by Redis.
 
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, PushInfo, PushKind};
@@ -14,14 +20,30 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+type PrefixHandler = Arc<RwLock<Option<(String, mpsc::Sender<ChanItem>)>>>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Bus {
     handlers: Handlers,
+    /// Every channel under one prefix goes to this consumer.
+    prefixed: PrefixHandler,
+    /// Counts the connection's losses.
+    disconnections: Arc<watch::Sender<u64>>,
     redis: Arc<OnceLock<(ConnectionManager, Arc<AtomicBool>)>>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus {
+            handlers: Handlers::default(),
+            prefixed: PrefixHandler::default(),
+            disconnections: Arc::new(watch::channel(0).0),
+            redis: Arc::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +58,37 @@ impl Bus {
 
     /// What the connection calls with every pushed message.
     pub fn push_sender(&self) -> impl Fn(PushInfo) -> Result<(), std::convert::Infallible> + use<> {
-        let handlers = self.handlers.clone();
+        let bus = self.clone();
         move |push| {
-            route(&handlers, push);
+            bus.route(push);
             Ok(())
         }
+    }
+
+    /// Sends every message of a channel that starts with `prefix` (and has no handler of its
+    /// own) to `consumer`. Subscribing to those channels is [`Bus::subscribe_channel`]'s job.
+    pub fn route_prefix(&self, prefix: String, consumer: mpsc::Sender<ChanItem>) {
+        *self.prefixed.write().unwrap_or_else(|p| p.into_inner()) = Some((prefix, consumer));
+    }
+
+    /// Subscribes the connection to `channel` (kept across reconnections).
+    pub async fn subscribe_channel(&self, channel: &str) -> Result<(), BusError> {
+        if let Some((conn, _)) = self.redis.get() {
+            conn.clone().subscribe(channel).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn unsubscribe_channel(&self, channel: &str) -> Result<(), BusError> {
+        if let Some((conn, _)) = self.redis.get() {
+            conn.clone().unsubscribe(channel).await?;
+        }
+        Ok(())
+    }
+
+    /// Changes each time the connection is lost (it then reconnects and subscribes again).
+    pub fn disconnections(&self) -> watch::Receiver<u64> {
+        self.disconnections.subscribe()
     }
 
     pub(super) fn attach(&self, conn: ConnectionManager, up: Arc<AtomicBool>) {
@@ -54,27 +102,49 @@ impl Bus {
     }
 }
 
-fn route(handlers: &Handlers, push: PushInfo) {
-    if !matches!(push.kind, PushKind::Message | PushKind::SMessage) || push.data.len() < 2 {
-        return;
+impl Bus {
+    fn route(&self, push: PushInfo) {
+        if push.kind == PushKind::Disconnection {
+            self.disconnections.send_modify(|count| *count += 1);
+            return;
+        }
+        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) || push.data.len() < 2 {
+            return;
+        }
+        let Some((channel, message)) = unpack(push) else {
+            tracing::warn!("unreadable pub/sub message");
+            return;
+        };
+        let handler = {
+            let handlers = self.handlers.read().unwrap_or_else(|p| p.into_inner());
+            handlers.get(&channel).cloned()
+        };
+        let (handler, feed) = match handler {
+            Some(handler) => (handler, "other"),
+            None => {
+                let prefixed = self.prefixed.read().unwrap_or_else(|p| p.into_inner());
+                match &*prefixed {
+                    Some((prefix, consumer)) if channel.starts_with(prefix.as_str()) => {
+                        (consumer.clone(), "rooms")
+                    }
+                    _ => return,
+                }
+            }
+        };
+        crate::metrics::pubsub_received(feed);
+        if let Err(error) = handler.try_send((channel, message)) {
+            tracing::warn!(%error, "pub/sub consumer is behind; message dropped");
+        }
     }
+}
+
+fn unpack(push: PushInfo) -> Option<(String, Vec<u8>)> {
     let mut data = push.data.into_iter();
-    let (Some(channel), Some(message)) = (data.next(), data.next()) else {
-        return;
-    };
-    let (Ok(channel), Ok(message)) = (
-        String::from_redis_value(channel),
-        Vec::<u8>::from_redis_value(message),
-    ) else {
-        tracing::warn!("unreadable pub/sub message");
-        return;
-    };
-    let handlers = handlers.read().unwrap_or_else(|p| p.into_inner());
-    if let Some(handler) = handlers.get(&channel)
-        && let Err(error) = handler.try_send((channel, message))
-    {
-        tracing::warn!(%error, "pub/sub consumer is behind; message dropped");
-    }
+    let (channel, message) = (data.next()?, data.next()?);
+    Some((
+        String::from_redis_value(channel).ok()?,
+        Vec::<u8>::from_redis_value(message).ok()?,
+    ))
 }
 
 impl Driver for Bus {

@@ -1,12 +1,13 @@
 //! The instance's life among others: it heartbeats into the registry, reaps instances whose
 //! heartbeat expired (their sockets' mappings, queue entries, and a reconnection grace for their
-//! players' matches), follows `room_events` so its match actors catch up with changes made
-//! elsewhere, writes its own state back when Redis returns after an outage, and times out
+//! players' matches), follows the rooms of its own players (`feeds`), writes its own state back when Redis returns after an outage, and times out
 //! reconnection graces and finished games. A lone in-memory instance runs the same loops; the
 //! registry parts are no-ops there.
 
+pub mod feeds;
+
 use crate::gateway::Gateway;
-use crate::matches::{Matches, Message};
+use crate::matches::Matches;
 use crate::model::now_ms;
 use crate::modules::Modules;
 use crate::store::{InstanceAbout, Store};
@@ -138,50 +139,6 @@ impl Cluster {
             tracing::warn!(%error, "re-registration failed");
         }
         self.gateway.write_back().await;
-    }
-
-    /// Follows state changes made by other instances.
-    pub async fn follow_room_events(self) {
-        let Store::Redis(redis) = &*self.store else {
-            return;
-        };
-        let channel = redis.room_events_channel().to_string();
-        let bus = redis.bus();
-        let mut stream = match Driver::subscribe(&bus, channel, 65_536).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::error!(%error, "cannot follow room events");
-                return;
-            }
-        };
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Envelope {
-            room_id: String,
-            event: String,
-            data: Change,
-        }
-        #[derive(Deserialize)]
-        struct Change {
-            version: u64,
-            #[serde(default)]
-            messages: Vec<Message>,
-        }
-        // One change after the other, as Redis ordered them: players see a match's messages in
-        // the order its versions were stored, whichever instance stored them.
-        while let Some((_, message)) = stream.next().await {
-            tracing::debug!(bytes = message.len(), "room event");
-            match serde_json::from_slice::<Envelope>(&message) {
-                Ok(envelope) if envelope.event == "stateChanged" => {
-                    let Envelope { room_id, data, .. } = envelope;
-                    self.matches
-                        .announced(&room_id, data.version, data.messages)
-                        .await;
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "unreadable room event"),
-            }
-        }
     }
 
     /// Follows module activations made on other instances (uploads, file changes, rollbacks).
