@@ -5,6 +5,8 @@
 //! cargo run --release -p loadgen -- play --urls http://127.0.0.1:3030,http://127.0.0.1:3031 --players 1000
 //! # 50 pairs ping-pong `gameMessage`, each pair's players on different instances
 //! cargo run --release -p loadgen -- pingpong --urls http://127.0.0.1:3030,http://127.0.0.1:3031 --pairs 50
+//! # chat at 2,000 messages/s over 4 instances, and what each costs (CPU from /proc)
+//! cargo run --release -p loadgen -- relay --urls http://127.0.0.1:3030,http://127.0.0.1:3031,http://127.0.0.1:3032,http://127.0.0.1:3033 --rate 2000 --pids 11,12,13,14
 //! # memory per idle socket: 1,000 sockets that only connect, RSS of the given server processes
 //! cargo run --release -p loadgen -- idle --urls http://127.0.0.1:3030 --sockets 1000 --pids 1234
 //! # what 10,000 connections that send their connect and reset at once leave behind
@@ -36,6 +38,7 @@ use tokio::sync::mpsc;
 
 mod churn;
 mod matchmaking;
+mod relay;
 
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for gamehost")]
@@ -70,6 +73,25 @@ enum Mode {
         pairs: usize,
         #[arg(long, default_value_t = 20)]
         secs: u64,
+    },
+    /// Chat at a fixed rate (messages per second over all pairs, whatever the number of
+    /// instances), each message across two instances; reports the hosts' CPU per message.
+    Relay {
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3030")]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 64)]
+        pairs: usize,
+        /// Messages per second, over all pairs.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// The instances' processes, in the order of `--urls`, whose CPU time to read.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// Processes of instances in the fleet that hold no player.
+        #[arg(long, value_delimiter = ',')]
+        idle_pids: Vec<u32>,
     },
     /// Swaps the rules module again and again (uploads to each instance in turn, or writes into
     /// a watched folder) and measures how long until every instance serves the new version.
@@ -249,6 +271,24 @@ async fn main() -> Result<()> {
         }
         Mode::Pingpong { urls, pairs, secs } => {
             pingpong(urls, pairs, Duration::from_secs(secs)).await
+        }
+        Mode::Relay {
+            urls,
+            pairs,
+            rate,
+            secs,
+            pids,
+            idle_pids,
+        } => {
+            relay::relay(relay::Relay {
+                urls,
+                pairs,
+                rate,
+                length: Duration::from_secs(secs),
+                pids,
+                idle_pids,
+            })
+            .await
         }
         Mode::Swap {
             urls,
@@ -503,36 +543,21 @@ async fn submit(
 }
 
 async fn pingpong(urls: Vec<String>, pairs: usize, length: Duration) -> Result<()> {
-    if urls.is_empty() {
-        bail!("give at least one --urls");
-    }
-    let mut sides = Vec::new();
-    for pair in 0..pairs {
-        // The two players of a pair on different instances, when there are several.
-        let here = &urls[pair % urls.len()];
-        let there = &urls[(pair + 1) % urls.len()];
-        let level = 1_000_000 + pair as i64;
-        let a = connect(here).await?;
-        let b = connect(there).await?;
-        sides.push((a, b, level));
-    }
-    let mut ready = Vec::new();
-    for ((a, mut a_in, _), (b, mut b_in, _), level) in sides {
-        let a_id = wait_for(&mut a_in, "session").await?["playerId"].clone();
-        let b_id = wait_for(&mut b_in, "session").await?["playerId"].clone();
-        a.emit("joinMatchmaking", json!({ "level": level })).await?;
-        wait_for(&mut a_in, "waiting").await?;
-        b.emit("joinMatchmaking", json!({ "level": level })).await?;
-        let room = wait_for(&mut a_in, "matchFound").await?["roomId"].clone();
-        wait_for(&mut b_in, "matchFound").await?;
-        ready.push((a, a_in, a_id, b, b_in, b_id, room));
-    }
+    let ready = relay::matched_pairs(&urls, pairs).await?;
     println!("{} pairs matched; ping-pong for {length:?}", ready.len());
     let stats = Stats::new();
     let deadline = stats.started + length;
     let guard = progress(stats.clone(), "pairs", length);
     let mut tasks = Vec::new();
-    for (a, mut a_in, _, b, mut b_in, b_id, room) in ready {
+    for relay::Pair {
+        a,
+        mut a_in,
+        b,
+        mut b_in,
+        b_id,
+        room,
+    } in ready
+    {
         let stats = stats.clone();
         // b answers each of a's messages (the ones with a `seq`; the room relays b's own
         // replies back to b too).

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# CPU per message as the fleet grows, at one fixed rate: 1, 2, 4 and 8 instances (plus one more
+# that holds no player) share a private Redis; `loadgen relay` sends chat at RATE messages/s,
+# each message across two instances, and reads every process's CPU time from /proc.
+#
+#   examples/loadgen/fleet-cpu.sh [BINARY ...]
+#
+# Each BINARY (default target/release/gamehost) runs the same sizes in turn, so an older build
+# can be measured side by side with this one. Needs: cargo build --release -p host -p loadgen;
+# cargo xtask build-rules; redis-server.
+set -eu
+cd "$(dirname "$0")/../.."
+L=target/release/loadgen
+RATE=${RATE:-1000}
+PAIRS=${PAIRS:-64}
+SECS=${SECS:-20}
+SIZES=${SIZES:-"1 2 4 8"}
+PORT=${REDIS_PORT:-6397}
+BINARIES=("$@")
+[ ${#BINARIES[@]} = 0 ] && BINARIES=(target/release/gamehost)
+LOGS=$(mktemp -d)
+
+redis-server --port "$PORT" --save '' --appendonly no > "$LOGS/redis.log" 2>&1 &
+REDIS=$!
+trap 'kill $REDIS 2>/dev/null; pkill -P $$ 2>/dev/null || true' EXIT
+sleep 1
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+for binary in "${BINARIES[@]}"; do
+  for n in $SIZES; do
+    redis-cli -p "$PORT" flushall > /dev/null
+    pids=() urls=()
+    for i in $(seq 0 "$n"); do
+      port=$((4100 + i))
+      env RULES_DIR=target/rules REDIS_URL="redis://127.0.0.1:$PORT" APP_PORT=$port \
+        INSTANCE_ID="fleet-$i" EVENTS_PER_SECOND=100000 EVENT_BURST=100000 RUST_LOG=warn \
+        "$binary" > "$LOGS/$n-$i.log" 2>&1 &
+      pids+=($!)
+      urls+=("http://127.0.0.1:$port")
+    done
+    for url in "${urls[@]}"; do
+      until curl -sf "$url/health/ready" > /dev/null; do sleep 0.2; done
+    done
+    # The last instance is in the fleet but gets no player.
+    idle=${pids[$n]}
+    busy=$(IFS=,; echo "${pids[*]:0:$n}")
+    busy_urls=$(IFS=,; echo "${urls[*]:0:$n}")
+    redis_before=$(cpu $REDIS)
+    out=$($L relay --urls "$busy_urls" --pairs "$PAIRS" --rate "$RATE" --secs "$SECS" \
+      --pids "$busy" --idle-pids "$idle" 2>/dev/null)
+    redis_after=$(cpu $REDIS)
+    delivered=$(echo "$out" | sed -nE 's/^messages delivered: ([0-9]+).*/\1/p')
+    echo "== $binary, $n instance(s) + 1 without players, $RATE messages/s"
+    echo "$out" | grep -E "round trips|errors:|^fleet|^idle"
+    echo "redis: $(( (redis_after - redis_before) * 10000 / (delivered > 0 ? delivered : 1) )) us per message (cpu $(( (redis_after - redis_before) * 10 )) ms)"
+    kill "${pids[@]}"
+    wait "${pids[@]}" 2>/dev/null || true
+  done
+done
