@@ -18,13 +18,16 @@
 //!
 //! The boundary itself (exports, messages, errors) is defined in the `abi` crate.
 
+mod epoch;
+
 use abi::{GuestError, Rejection, Reply, Seat};
+use epoch::{EPOCH_TICK, Ticker};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use wasmtime::{
@@ -32,9 +35,6 @@ use wasmtime::{
     Module, OptLevel, PoolingAllocationConfig, ResourceLimiter, Store, Strategy, Trap, TypedFunc,
     ValType,
 };
-
-/// How often the epoch advances. A call's budget is rounded up to whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Idle instances kept per module (and at most half the instance pool across all modules).
 const IDLE_INSTANCES: usize = 4;
@@ -281,12 +281,12 @@ struct EngineInner {
     /// instance pool, and calls of other modules need slots too.
     idle_total: AtomicUsize,
     idle_cap: usize,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
 }
 
 impl Drop for EngineInner {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
@@ -355,11 +355,7 @@ impl RulesEngine {
         config.strategy(Strategy::Winch);
         let baseline = Compiler::new(config)?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(
-            vec![optimized.engine.clone(), baseline.engine.clone()],
-            ticker_stop.clone(),
-        );
+        let ticker = Ticker::start(vec![optimized.engine.clone(), baseline.engine.clone()]);
         let limits_concurrent = limits.concurrent_calls as usize;
         let deadline_ticks = limits
             .call_budget
@@ -375,7 +371,7 @@ impl RulesEngine {
                 compiled: Mutex::new(HashMap::new()),
                 idle_total: AtomicUsize::new(0),
                 idle_cap: (limits_concurrent / 2).max(1),
-                ticker_stop,
+                ticker,
             }),
         })
     }
@@ -587,6 +583,7 @@ impl RulesEngine {
         // Ask for the version before anything else, so a module of another ABI version is told
         // so rather than being told about the exports it names differently.
         let mut store = self.store(tier);
+        let _ticking = self.inner.ticker.running();
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
@@ -679,20 +676,6 @@ impl Compiler {
     }
 }
 
-fn spawn_epoch_ticker(engines: Vec<Engine>, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("rules-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                for engine in &engines {
-                    engine.increment_epoch();
-                }
-            }
-        })
-        .expect("the epoch ticker thread starts");
-}
-
 fn check_imports(module: &Module) -> Result<(), LoadError> {
     for import in module.imports() {
         let allowed = import.module() == abi::IMPORT_MODULE
@@ -774,6 +757,8 @@ pub struct Instance {
     code: Arc<Code>,
     store: Store<CallState>,
     deadline_ticks: u64,
+    /// Ticks while this instance runs a call.
+    ticker: Arc<Ticker>,
     memory: wasmtime::Memory,
     alloc: TypedFunc<u32, u32>,
     /// The operation exports, in [`Operation::ALL`] order, looked up once.
@@ -939,10 +924,11 @@ impl RulesModule {
     pub fn instantiate(&self) -> Result<Instance, CallError> {
         let code = self.code();
         let mut store = self.inner.engine.store(code.tier);
-        let instance = code
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let instance = {
+            let _ticking = self.inner.engine.inner.ticker.running();
+            code.pre.instantiate(&mut store)
+        }
+        .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         let memory = instance
             .get_memory(&mut store, abi::EXPORT_MEMORY)
             .ok_or_else(|| CallError::Instantiate("no memory export".into()))?;
@@ -966,6 +952,7 @@ impl RulesModule {
         let bot = optional(self.inner.optional.bots, abi::EXPORT_BOT)?;
         Ok(Instance {
             deadline_ticks: self.inner.engine.inner.deadline_ticks,
+            ticker: self.inner.engine.inner.ticker.clone(),
             code,
             store,
             memory,
@@ -1087,6 +1074,7 @@ impl Instance {
     ) -> Result<Vec<u8>, CallError> {
         let store = &mut self.store;
         store.set_epoch_deadline(self.deadline_ticks);
+        let _ticking = self.ticker.running();
         let state = store.data_mut();
         state.panic_message = None;
         state.memory.hit = false;
