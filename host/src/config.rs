@@ -43,6 +43,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// How long an instance's heartbeat lives: others reap a silent instance after this.
     pub heartbeat_ttl: Duration,
+    /// How long a terminated instance stays out of rotation with its players still on it.
+    pub drain_delay: Duration,
     /// The pages and the npm packages they load (`web/` of the checkout); `None` serves none.
     pub web_dir: Option<PathBuf>,
     /// Whether to record Prometheus metrics (and serve `/metrics`).
@@ -70,6 +72,7 @@ impl Config {
             redis_url: None,
             redis_prefix: String::new(),
             heartbeat_ttl: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             web_dir: None,
             metrics: true,
         }

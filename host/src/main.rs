@@ -106,6 +106,11 @@ struct Args {
     /// How long an instance's heartbeat lives; a silent instance is reaped after this.
     #[arg(long, env = "HEARTBEAT_TTL_MS", default_value_t = 10_000)]
     heartbeat_ttl_ms: u64,
+    /// On SIGTERM, how long the instance keeps its players while `/health/ready` answers 503
+    /// and new sessions are refused, so that a load balancer takes it out of rotation before
+    /// its players reconnect (a little over the balancer's checks: interval x fall).
+    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 0)]
+    drain_delay_ms: u64,
     /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
     /// Folder of the pages (`/`, `/play`, `/console`) and of the npm packages they use.
     #[arg(long, env = "WEB_DIR", default_value = WEB_PAGES)]
@@ -147,6 +152,7 @@ impl Args {
         config.redis_url = self.redis_url.filter(|url| !url.is_empty());
         config.redis_prefix = self.redis_prefix;
         config.heartbeat_ttl = Duration::from_millis(self.heartbeat_ttl_ms.max(300));
+        config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         config.runtime = Limits {
             call_budget: Duration::from_millis(self.rules_call_budget_ms),
             memory_bytes: self.rules_memory_mib << 20,

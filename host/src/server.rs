@@ -240,7 +240,7 @@ async fn run_until(
         web_dir: config.web_dir.clone(),
     })
     .layer(layer)
-    .layer(TransportLayer(transport))
+    .layer(TransportLayer(transport.clone()))
     .layer(axum::middleware::map_request(detach_request_parts))
     .layer(CorsLayer::permissive());
 
@@ -254,10 +254,21 @@ async fn run_until(
     if let Some(signal) = ready_signal {
         let _ = signal.send(());
     }
+    let (closing_transport, drain_delay) = (transport.clone(), config.drain_delay);
     let closing = async move {
         shutdown.await;
-        tracing::info!("shutting down: handing players over and closing every socket");
         ready.store(false, Ordering::Relaxed);
+        closing_transport.refuse_new_sessions();
+        if !drain_delay.is_zero() {
+            // Out of the balancer's rotation before the players are let go: they reconnect
+            // through it, to another instance.
+            tracing::info!(
+                ?drain_delay,
+                "shutting down: no new players; keeping these a moment"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+        tracing::info!("shutting down: handing players over and closing every socket");
         // Let every socket go first (mappings, queue entries, a reconnection grace in each
         // match), so players can resume on another instance without waiting for the reaper.
         gateway.drain().await;

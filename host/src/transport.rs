@@ -25,6 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, Response, StatusCode, Uri, header};
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -46,6 +47,8 @@ pub struct Transport {
     max_payload: usize,
     is_connected: IsConnected,
     aliases: Mutex<HashMap<String, Alias>>,
+    /// Set when the instance shuts down: new sessions are refused with 503.
+    closing: AtomicBool,
 }
 
 struct Alias {
@@ -62,7 +65,14 @@ impl Transport {
             max_payload,
             is_connected,
             aliases: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
         })
+    }
+
+    /// Refuses every new session from now on (503, which a load balancer may retry on another
+    /// instance); sessions already open go on.
+    pub fn refuse_new_sessions(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     fn aliases(&self) -> std::sync::MutexGuard<'_, HashMap<String, Alias>> {
@@ -168,6 +178,9 @@ impl Transport {
         let polling = query.transport == Some("polling");
         let alias = query.sid.map(str::to_string);
         let Some(alias) = alias else {
+            if self.closing.load(Ordering::Relaxed) {
+                return Ok(shutting_down());
+            }
             // A handshake: the answer's sid is replaced by an alias (polling; a websocket's is
             // never used again, since it never names its session).
             let response = inner.call(request).await?;
@@ -333,6 +346,17 @@ fn unknown_session() -> Response<Body> {
         .status(StatusCode::BAD_REQUEST)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(r#"{"code":"1","message":"Session ID unknown"}"#))
+        .expect("a static response")
+}
+
+fn shutting_down() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::RETRY_AFTER, "1")
+        .body(Body::from(
+            r#"{"code":"shutting_down","message":"this instance is shutting down: connect to another"}"#,
+        ))
         .expect("a static response")
 }
 

@@ -221,11 +221,21 @@ impl HostProcess {
         let _ = self.child.wait();
     }
 
-    /// `kill -TERM`, then waits for the process to finish.
-    pub async fn terminate(mut self) {
+    /// `kill -TERM`, without waiting.
+    pub fn send_term(&self) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
+    }
+
+    /// `kill -TERM`, then waits for the process to finish.
+    pub async fn terminate(self) {
+        self.send_term();
+        self.wait_exit().await;
+    }
+
+    /// Waits for the process to finish (after [`HostProcess::send_term`]).
+    pub async fn wait_exit(mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {

@@ -23,6 +23,7 @@ mod rules_description;
 mod rules_determinism;
 mod rules_hostile;
 mod rules_tiers;
+mod scale_haproxy;
 mod scale_targeted;
 mod server_bad_input;
 mod server_bots;

@@ -76,6 +76,7 @@ fn main() -> Result<()> {
             )?;
             setup::ensure_redis_server()?;
             setup::ensure_chromium()?;
+            setup::ensure_haproxy()?;
             // The multi-instance tests start real `gamehost` processes (to kill -9 them).
             run(cargo().current_dir(&root).args([
                 "build",

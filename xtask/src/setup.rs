@@ -1,5 +1,5 @@
 //! What the tests and the pages need beyond Rust: npm packages (pinned by each folder's
-//! `package-lock.json`), and Debian's `redis-server` and `chromium`, installed with apt when
+//! `package-lock.json`), and Debian's `redis-server`, `chromium` and `haproxy`, installed with apt when
 //! missing and we are root. Nothing here downloads a browser or a toolchain of its own.
 
 use crate::run;
@@ -39,6 +39,13 @@ pub fn ensure_redis_server() -> Result<()> {
 /// The browser tests drive Debian's Chromium (`/usr/bin/chromium`) through puppeteer-core.
 pub fn ensure_chromium() -> Result<()> {
     apt_if_missing("chromium", &["--version"], "chromium")
+}
+
+/// The load-balancer test runs Debian's HAProxy (in the foreground, on a free port, with
+/// `deploy/haproxy/haproxy.cfg`). The package also starts a service of its own, whose stock
+/// configuration listens nowhere.
+pub fn ensure_haproxy() -> Result<()> {
+    apt_if_missing("haproxy", &["-v"], "haproxy")
 }
 
 fn apt_if_missing(program: &str, probe: &[&str], package: &str) -> Result<()> {
