@@ -438,10 +438,7 @@ fn serialize(socket: &Sock) -> Value {
         socketioxide::TransportType::Polling => "polling",
         socketioxide::TransportType::Websocket => "websocket",
     };
-    let player = socket
-        .extensions
-        .get::<super::identity::Identity>()
-        .map(|identity| identity.player.clone());
+    let player = super::identity::state_of(socket).map(|state| state.identity.player.clone());
     let rooms: Vec<String> = socket.rooms().iter().map(|room| room.to_string()).collect();
     json!({
         "id": socket.id.to_string(),

@@ -5,7 +5,7 @@
 use super::{Gateway, Sock, player_room};
 use crate::cluster::feeds::From;
 use crate::model::{PlayerId, Session, SocketMapping, now_ms};
-use governor::RateLimiter;
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -20,6 +20,18 @@ pub(super) struct Identity {
     pub(super) player: PlayerId,
     token: String,
     resumed: bool,
+}
+
+/// What the host keeps of each socket, in one allocation (socketioxide boxes each extension).
+pub(super) struct SocketState {
+    pub(super) identity: Identity,
+    pub(super) limiter: DefaultDirectRateLimiter,
+    pub(super) life: SocketLife,
+}
+
+/// The socket's state, once its connect middleware identified it.
+pub(super) fn state_of(socket: &Sock) -> Option<Arc<SocketState>> {
+    socket.extensions.get::<Arc<SocketState>>()
 }
 
 /// Where a socket is in its life. Its handlers are registered before it is connected (so that
@@ -123,11 +135,11 @@ impl Gateway {
                 ));
             }
         };
-        socket.extensions.insert(identity);
-        socket
-            .extensions
-            .insert(Arc::new(RateLimiter::direct(self.inner.quota)));
-        socket.extensions.insert(Arc::new(SocketLife::default()));
+        socket.extensions.insert(Arc::new(SocketState {
+            identity,
+            limiter: RateLimiter::direct(self.inner.quota),
+            life: SocketLife::default(),
+        }));
         // Before the socket is connected: whatever it sends, and its disconnection, find them.
         self.register_handlers(socket);
         Ok(())
@@ -154,9 +166,9 @@ impl Gateway {
     }
 
     pub(super) async fn connected(&self, socket: Sock) {
-        let life: Arc<SocketLife> = socket.extensions.get().expect("identify ran first");
+        let state = state_of(&socket).expect("identify ran first");
         self.set_up(&socket).await;
-        life.mark_set_up();
+        state.life.mark_set_up();
         self.admin_socket_connected(&socket);
         // It may have closed before its disconnection could be handled (see `SocketLife`).
         if !socket.connected() {
@@ -166,7 +178,8 @@ impl Gateway {
 
     /// Stores a new socket's mapping and session, tells it who it is, and resumes its match.
     async fn set_up(&self, socket: &Sock) {
-        let identity: Identity = socket.extensions.get().expect("identify ran first");
+        let state = state_of(socket).expect("identify ran first");
+        let identity = &state.identity;
         let socket_id = socket.id.to_string();
         let player = identity.player.clone();
         socket.join(player_room(&player));
@@ -233,12 +246,10 @@ impl Gateway {
     }
 
     pub(super) async fn disconnected(&self, socket: Sock) {
-        let Some(identity) = socket.extensions.get::<Identity>() else {
+        let Some(state) = state_of(&socket) else {
             return;
         };
-        let Some(life) = socket.extensions.get::<Arc<SocketLife>>() else {
-            return;
-        };
+        let (identity, life) = (&state.identity, &state.life);
         // What it stored is removed only after it was stored.
         if tokio::time::timeout(SET_UP_WAIT, life.set_up())
             .await
@@ -311,9 +322,10 @@ impl Gateway {
     /// came back without them.
     pub async fn write_back(&self) {
         for socket in self.local_sockets() {
-            let Some(identity) = socket.extensions.get::<Identity>() else {
+            let Some(state) = state_of(&socket) else {
                 continue;
             };
+            let identity = &state.identity;
             let socket_id = socket.id.to_string();
             let room = self.inner.matches.local_room_of(&identity.player);
             let mapping = self.mapping(&socket_id, &identity.player, room.clone());

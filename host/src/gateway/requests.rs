@@ -1,11 +1,10 @@
 //! How every event is handled before its own code runs: admitted (size, rate), its socket set up,
 //! its payload parsed; and how it is answered or refused.
 
-use super::identity::{Identity, SocketLife};
+use super::identity::state_of;
 use super::{Gateway, HostAdapter, Sock};
 use crate::matches::MatchError;
 use crate::model::PlayerId;
-use governor::DefaultDirectRateLimiter;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -13,7 +12,6 @@ use socketioxide::extract::{AckSender, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 
 /// A refusal of one request.
@@ -132,49 +130,30 @@ pub(super) fn refuse(
     }
 }
 
-impl Gateway {
-    pub(super) fn register_handlers(&self, socket: &Sock) {
-        self.on(socket, "joinMatchmaking", |g, s, r| async move {
-            g.join_matchmaking(s, r).await
-        });
-        self.on(socket, "leaveMatchmaking", |g, s, r| async move {
-            g.leave_matchmaking(s, r).await
-        });
-        self.on(socket, "gameMessage", |g, s, r| async move {
-            g.game_message(s, r).await
-        });
-        self.on(socket, "updatePlayerState", |g, s, r| async move {
-            g.update_player_state(s, r).await
-        });
-        self.on(socket, "getGameState", |g, s, r| async move {
-            g.get_game_state(s, r).await
-        });
-        self.on(socket, "submitAction", |g, s, r| async move {
-            g.submit_action(s, r).await
-        });
-        self.on(socket, "getView", |g, s, r| async move {
-            g.get_view(s, r).await
-        });
+/// The events a client may send.
+const EVENTS: [&str; 7] = [
+    "joinMatchmaking",
+    "leaveMatchmaking",
+    "gameMessage",
+    "updatePlayerState",
+    "getGameState",
+    "submitAction",
+    "getView",
+];
 
+impl Gateway {
+    /// One handler for every event, which dispatches on its name: a handler registered per
+    /// event would cost each socket a boxed closure and a map entry apiece (about 1 KiB per idle
+    /// socket for the seven).
+    pub(super) fn register_handlers(&self, socket: &Sock) {
         let gateway = self.clone();
         socket.on_fallback(
             move |socket: Sock,
                   incoming: Incoming<_>,
-                  socketioxide::extract::Event(event): socketioxide::extract::Event| {
+                  socketioxide::extract::Event(event): socketioxide::extract::Event,
+                  TryData(data): TryData<Value>| {
                 let gateway = gateway.clone();
-                async move {
-                    if gateway.admit(&socket, &incoming).is_ok() {
-                        refuse(
-                            &socket,
-                            &event,
-                            incoming,
-                            ClientError::new(
-                                "unknown_event",
-                                format!("there is no event called {event:?}"),
-                            ),
-                        );
-                    }
-                }
+                async move { gateway.dispatch(socket, &event, incoming, data.ok()).await }
             },
         );
         let gateway = self.clone();
@@ -189,41 +168,47 @@ impl Gateway {
         );
     }
 
-    /// Registers a handler behind the checks every event passes: size, rate, and a payload that
-    /// is JSON at all.
-    fn on<F, Fut>(&self, socket: &Sock, event: &'static str, handler: F)
-    where
-        F: Fn(Gateway, Sock, Request) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let gateway = self.clone();
-        socket.on(
+    /// Every event passes the same checks (size, rate, a payload that is JSON at all), then goes
+    /// to its handler.
+    async fn dispatch(
+        self,
+        socket: Sock,
+        event: &str,
+        incoming: Incoming<HostAdapter>,
+        data: Option<Value>,
+    ) {
+        if let Err(error) = self.admit(&socket, &incoming) {
+            return refuse(&socket, event, incoming, error);
+        }
+        let Some(event) = EVENTS.iter().copied().find(|known| *known == event) else {
+            let error = ClientError::new(
+                "unknown_event",
+                format!("there is no event called {event:?}"),
+            );
+            return refuse(&socket, event, incoming, error);
+        };
+        let Some(state) = state_of(&socket) else {
+            return;
+        };
+        state.life.set_up().await;
+        // Any JSON is a `Value`: what fails is an event without an argument, as
+        // `leaveMatchmaking` is sent. Each event says what it expects of `null`.
+        let request = Request {
             event,
-            move |socket: Sock, incoming: Incoming<_>, TryData(data): TryData<Value>| {
-                let (gateway, handler) = (gateway.clone(), handler.clone());
-                async move {
-                    if let Err(error) = gateway.admit(&socket, &incoming) {
-                        return refuse(&socket, event, incoming, error);
-                    }
-                    let Some(identity) = socket.extensions.get::<Identity>() else {
-                        return;
-                    };
-                    if let Some(life) = socket.extensions.get::<Arc<SocketLife>>() {
-                        life.set_up().await;
-                    }
-                    // Any JSON is a `Value`: what fails is an event without an argument, as
-                    // `leaveMatchmaking` is sent. Each event says what it expects of `null`.
-                    let data = data.unwrap_or(Value::Null);
-                    let request = Request {
-                        event,
-                        player: identity.player,
-                        data,
-                        incoming,
-                    };
-                    handler(gateway, socket, request).await
-                }
-            },
-        );
+            player: state.identity.player.clone(),
+            data: data.unwrap_or(Value::Null),
+            incoming,
+        };
+        match event {
+            "joinMatchmaking" => self.join_matchmaking(socket, request).await,
+            "leaveMatchmaking" => self.leave_matchmaking(socket, request).await,
+            "gameMessage" => self.game_message(socket, request).await,
+            "updatePlayerState" => self.update_player_state(socket, request).await,
+            "getGameState" => self.get_game_state(socket, request).await,
+            "submitAction" => self.submit_action(socket, request).await,
+            "getView" => self.get_view(socket, request).await,
+            _ => unreachable!("every name in EVENTS has its handler"),
+        }
     }
 
     fn admit(&self, socket: &Sock, incoming: &Incoming<HostAdapter>) -> Result<(), ClientError> {
@@ -237,8 +222,7 @@ impl Gateway {
                 ),
             ));
         }
-        let limiter: Option<Arc<DefaultDirectRateLimiter>> = socket.extensions.get();
-        if limiter.is_some_and(|l| l.check().is_err()) {
+        if state_of(socket).is_some_and(|state| state.limiter.check().is_err()) {
             return Err(ClientError::new(
                 "rate_limited",
                 format!(
