@@ -1,6 +1,6 @@
 //! The Socket.IO gateway: **the only code that handles Socket.IO events** (`server` merely builds
 //! socketioxide's layer). It turns client events into calls on the store and the matches, and
-//! implements [`Outbox`] over Socket.IO rooms.
+//! implements [`Outbox`](crate::matches::Outbox) over Socket.IO rooms.
 //!
 //! Conventions every event follows (see `docs/PROTOCOL.md`):
 //! * A request's answer goes to its acknowledgement when the client asked for one, and otherwise
