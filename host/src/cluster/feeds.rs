@@ -107,11 +107,6 @@ impl Feeds {
         )
     }
 
-    /// Whether messages reach this instance through the feeds (with Redis).
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// `socket` (here) plays in `room` (instead of any room it played in before): this instance
     /// hears the room from `from` on. Returns once it is subscribed and, from the first, caught
     /// up.
