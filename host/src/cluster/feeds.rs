@@ -217,7 +217,7 @@ impl Follower {
     ) -> Result<Follower, BusError> {
         let bus = task.store.bus();
         let (tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
-        bus.route_prefix(task.store.room_channel_prefix(), tx);
+        bus.route_prefix(task.store.room_channel_prefix().to_string(), tx);
         let inbox = task.store.inbox_channel(instance);
         let notes = Driver::subscribe(&bus, inbox, 1024).await?;
         Ok(Follower {

@@ -107,6 +107,8 @@ struct Keys {
     queued: String,
     session_expiry: String,
     instances: String,
+    /// What every room's channel starts with (`room:{`).
+    room_channels: String,
 }
 
 impl Keys {
@@ -128,6 +130,7 @@ impl Keys {
             queued: key("queued"),
             session_expiry: key("session_expiry"),
             instances: key("instances"),
+            room_channels: key("room:{"),
         }
     }
 

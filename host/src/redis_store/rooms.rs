@@ -38,14 +38,14 @@ impl RedisStore {
     }
 
     /// What every room's channel starts with; the room follows.
-    pub fn room_channel_prefix(&self) -> String {
-        format!("{}room:{{", self.keys.prefix)
+    pub fn room_channel_prefix(&self) -> &str {
+        &self.keys.room_channels
     }
 
     /// The room a channel is of (the inverse of [`RedisStore::room_channel`]).
     pub fn room_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel
-            .strip_prefix(self.room_channel_prefix().as_str())?
+            .strip_prefix(self.room_channel_prefix())?
             .strip_suffix('}')
     }
 
