@@ -87,6 +87,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod log;
+
 /// The version of the boundary described here.
 pub const ABI_VERSION: u32 = 1;
 

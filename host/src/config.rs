@@ -49,6 +49,8 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     /// Whether to record Prometheus metrics (and serve `/metrics`).
     pub metrics: bool,
+    /// Whether every match keeps its log of inputs (`GET /matches/<room>/log`, replay).
+    pub match_log: bool,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             drain_delay: Duration::ZERO,
             web_dir: None,
             metrics: true,
+            match_log: true,
         }
     }
 }

@@ -20,7 +20,8 @@
 //! * [`modules`]: rules modules across the fleet: install (file watch, upload), validate,
 //!   activate, roll back, fetch a version this instance never had.
 //! * [`runtime`]: loads, validates and calls rules modules. The only module that touches wasmtime.
-//! * [`model`]: the stored records, in the original backend's shapes.
+//! * [`model`]: the stored records, in the original backend's shapes, and the match log's.
+//! * [`replay`]: re-runs a match's log through its module versions and checks every state.
 
 pub mod cluster;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod model;
 pub mod modules;
 pub mod redis_store;
+pub mod replay;
 pub mod rules;
 pub mod runtime;
 pub mod server;

@@ -111,15 +111,38 @@ struct Args {
     /// its players reconnect (a little over the balancer's checks: interval x fall).
     #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 0)]
     drain_delay_ms: u64,
-    /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
     /// Folder of the pages (`/`, `/play`, `/console`) and of the npm packages they use.
     #[arg(long, env = "WEB_DIR", default_value = WEB_PAGES)]
     web_dir: PathBuf,
     /// Prometheus metrics at `/metrics`; `false` records none (no cost at all).
     #[arg(long, env = "METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
+    /// Keep every match's log of inputs (`GET /matches/<room>/log`, `gamehost replay`).
+    #[arg(long, env = "MATCH_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    match_log: bool,
+    /// This instance's name in mappings and stats (default `<pid>-<start ms>`).
     #[arg(long, env = "INSTANCE_ID")]
     instance_id: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Replays a match's log through the module versions it records (from RULES_DIR, or else
+    /// the store at REDIS_URL) and checks every state and the outcome. Exits 0 when all agree,
+    /// 1 where the replay diverges (saying at which entry), 2 when it cannot run.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// The log as `GET /matches/<room>/log` answers it; `-` reads standard input.
+    #[arg(required_unless_present = "room", conflicts_with = "room")]
+    log: Option<PathBuf>,
+    /// Read the log of this room from the store at REDIS_URL instead.
+    #[arg(long)]
+    room: Option<String>,
 }
 
 impl Args {
@@ -129,6 +152,7 @@ impl Args {
         config.game = self.game;
         config.web_dir = Some(self.web_dir);
         config.metrics = self.metrics;
+        config.match_log = self.match_log;
         config.round_timeout = Duration::from_millis(self.round_timeout_ms);
         config.reconnect_grace = Duration::from_millis(self.reconnect_grace_ms);
         config.match_fill = Duration::from_millis(self.match_fill_ms);
@@ -172,7 +196,10 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::Replay(replay)) = args.command.take() {
+        std::process::exit(replay_command(args, replay).await);
+    }
     host::listener::raise_open_file_limit();
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -180,6 +207,76 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     host::server::run(listener, args.config(), shutdown_signal()).await?;
     Ok(())
+}
+
+/// `gamehost replay`: the exit code.
+async fn replay_command(args: Args, replay: ReplayArgs) -> i32 {
+    match load_and_replay(args, replay).await {
+        Ok(Ok(replayed)) => {
+            println!(
+                "identical: {} entries ({} rules calls) on module versions {:?}; outcome {}",
+                replayed.entries,
+                replayed.rules_calls,
+                replayed.modules,
+                match &replayed.winners {
+                    Some(winners) if winners.is_empty() => "a draw".to_string(),
+                    Some(winners) => format!("won by {winners:?}"),
+                    None => "still running".to_string(),
+                }
+            );
+            0
+        }
+        Ok(Err(divergence)) => {
+            println!("diverged at {divergence}");
+            1
+        }
+        Err(error) => {
+            eprintln!("gamehost replay: {error:#}");
+            2
+        }
+    }
+}
+
+async fn load_and_replay(
+    args: Args,
+    replay: ReplayArgs,
+) -> anyhow::Result<Result<host::replay::Replayed, host::replay::Divergence>> {
+    use anyhow::Context;
+    let store = match args.redis_url.as_deref().filter(|url| !url.is_empty()) {
+        Some(url) => Some(host::store::Store::Redis(
+            host::store::RedisStore::connect(url, &args.redis_prefix, Duration::from_secs(5))
+                .await
+                .with_context(|| format!("cannot reach Redis at {url}"))?,
+        )),
+        None => None,
+    };
+    let log: host::model::MatchLog = match (&replay.log, &replay.room) {
+        (Some(path), _) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            };
+            serde_json::from_str(&text).context("the file is not a match log")?
+        }
+        (None, Some(room)) => {
+            let store = store.as_ref().context(
+                "--room reads the log from the store: set REDIS_URL (a lone instance keeps its \
+                 matches in memory: save GET /matches/<room>/log and replay the file)",
+            )?;
+            let game = store
+                .game(room)
+                .await?
+                .with_context(|| format!("no match is stored under {room}"))?;
+            game.log(store.match_log(room).await?)
+        }
+        (None, None) => anyhow::bail!("give a log file or --room"),
+    };
+    let engine = host::runtime::RulesEngine::new(Limits::default())?;
+    let mut modules =
+        host::replay::modules_for(&log, &engine, Some(&args.rules_dir), store.as_ref()).await;
+    Ok(host::replay::replay(&log, &mut modules))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -179,3 +179,43 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
 }
+
+/// One entry of a match's log ([`abi::log`]): actions and settings kept as the raw JSON received.
+pub type LogEntry = abi::log::Entry<Box<RawValue>>;
+/// What caused one stored change of a match.
+pub type LogInput = abi::log::Input<Box<RawValue>>;
+/// A match's whole log, as `GET /matches/<room>/log` answers it and `gamehost replay` reads it.
+pub type MatchLog = abi::log::MatchLog<Box<RawValue>>;
+
+/// How a match log names a rules state: the SHA-256 of its JSON bytes, lowercase hex.
+pub fn state_digest(state: &RawValue) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(state.get().as_bytes()))
+}
+
+impl GameState {
+    /// The log entry of this state, produced by `input`.
+    pub fn log_entry(&self, input: LogInput) -> LogEntry {
+        LogEntry {
+            version: self.version,
+            module: self.module.clone(),
+            at: self.updated_at,
+            input,
+            turn: self.turn,
+            state: state_digest(&self.game_data),
+            winners: self.winners.clone(),
+        }
+    }
+
+    /// The log of this stored state: its `entries`, with what the state is now.
+    pub fn log(&self, entries: Vec<LogEntry>) -> MatchLog {
+        MatchLog {
+            room_id: self.room_id.clone(),
+            game: self.game.clone(),
+            version: self.version,
+            state: state_digest(&self.game_data),
+            winners: self.winners.clone(),
+            entries,
+        }
+    }
+}

@@ -171,6 +171,7 @@ async fn run_until(
             reconnect_grace: config.reconnect_grace,
             match_fill: config.match_fill,
             bots: config.bots.clone(),
+            match_log: config.match_log,
             instance_id: config.instance_id.clone(),
         },
     );

@@ -67,7 +67,9 @@
 //! 4. **Give it a bot** ([`Bot`]): from a seat's view, the action that seat takes now, or `None`.
 //!    Export it: `sdk::export_game!(MyGame, bot)`.
 //! 5. **Test it natively** with [`testing::Match`]: `start`, `act`, `timeout`, `leave`, `view`,
-//!    and `play_bot`, through the same code the wasm module runs: `cargo test -p my-game`.
+//!    and `play_bot`, through the same code the wasm module runs: `cargo test -p my-game`. A
+//!    real match's log (`GET /matches/<room>/log` on a host) replays natively with
+//!    `testing::replay`, which says at which input your rules went another way.
 //! 6. **Build and load it**: `cargo xtask build-rules my-game` writes
 //!    `target/rules/my-game.wasm`; a host started with `cargo xtask run` watches that folder and
 //!    serves the game at once (a new version of it too; running matches keep theirs).

@@ -346,10 +346,11 @@ async fn started_without_redis_it_runs_alone_and_says_so() {
 }
 
 /// Two instances' stores race to change one game 200 times each: every write is a
-/// compare-and-set, so each version is written exactly once and no change is lost.
+/// compare-and-set, so each version is written exactly once and no change is lost; and the
+/// match log gets exactly the entries of the writes that landed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_writers_never_lose_an_update() {
-    use host::model::{GameState, MatchRecord, QueueEntry, Status};
+    use host::model::{LogInput, Status};
     use host::store::{RedisStore, StoreError};
 
     let redis = PrivateRedis::start();
@@ -357,24 +358,14 @@ async fn racing_writers_never_lose_an_update() {
     let url = redis.url();
     let connect = || RedisStore::connect(&url, &prefix, Duration::from_secs(2));
     let (one, two) = (connect().await.unwrap(), connect().await.unwrap());
-    let game: GameState = serde_json::from_value(json!({
-        "roomId": "r", "players": [], "gameData": { "count": 0 }, "turn": 0,
-        "status": "active", "createdAt": 0, "updatedAt": 0, "game": "g", "module": "m",
-        "version": 1
-    }))
-    .unwrap();
-    let entry = |id: &str| QueueEntry {
-        id: id.into(),
-        level: 1,
-    };
-    let record = MatchRecord {
-        player1: entry("a"),
-        player2: entry("b"),
-        room_id: "r".into(),
-    };
-    one.insert_match(&record, &game, &[]).await.unwrap();
+    let (record, game) = crate::support::bare_game("r");
+    let setup = game.log_entry(LogInput::Timeout);
+    one.insert_match(&record, &game, &[], &[setup])
+        .await
+        .unwrap();
 
-    // Each writer adds 1 to the count 200 times, re-reading after every conflict.
+    // Each writer adds 1 to the count 200 times, re-reading after every conflict; each write
+    // logs its input, which lands only with the state it produced.
     let writer = |store: RedisStore| async move {
         let mut conflicts = 0;
         for _ in 0..200 {
@@ -386,7 +377,8 @@ async fn racing_writers_never_lose_an_update() {
                     serde_json::value::to_raw_value(&json!({ "count": count })).unwrap();
                 let expected = game.version;
                 game.version += 1;
-                match store.replace_game(&game, expected, &[]).await {
+                let entry = game.log_entry(LogInput::Timeout);
+                match store.replace_game(&game, expected, &[], &[entry]).await {
                     Ok(()) => break,
                     Err(StoreError::Conflict { .. }) => conflicts += 1,
                     Err(other) => panic!("{other}"),
@@ -404,6 +396,14 @@ async fn racing_writers_never_lose_an_update() {
     );
     assert_eq!(stored.version, 401);
     assert_eq!(stored.status, Status::Active);
+    let log = one.match_log("r").await.unwrap();
+    let versions: Vec<u64> = log.iter().map(|e| e.version).collect();
+    assert_eq!(
+        versions,
+        (1..=401).collect::<Vec<_>>(),
+        "one entry per stored state, in order: none from a write that lost its race"
+    );
+    assert_eq!(log[400].state, host::model::state_digest(&stored.game_data));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,6 +115,19 @@ pub async fn cluster_server(
     .await
 }
 
+/// The `gamehost` binary the tests run (`GAMEHOST_BIN`, else the debug build).
+pub fn gamehost_binary() -> std::path::PathBuf {
+    let binary = std::env::var_os("GAMEHOST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/gamehost"));
+    assert!(
+        binary.is_file(),
+        "{} is missing: `cargo xtask test` builds it (or `cargo build -p host`)",
+        binary.display()
+    );
+    binary
+}
+
 /// A `gamehost` process sharing `redis` under `prefix`.
 pub struct HostProcess {
     pub port: u16,
@@ -147,14 +160,7 @@ impl HostProcess {
     }
 
     async fn start(env: &[(&str, &str)], open_files: Option<u32>) -> HostProcess {
-        let binary = std::env::var_os("GAMEHOST_BIN")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| target_dir().join("debug/gamehost"));
-        assert!(
-            binary.is_file(),
-            "{} is missing: `cargo xtask test` builds it (or `cargo build -p host`)",
-            binary.display()
-        );
+        let binary = gamehost_binary();
         let port = free_port();
         let instance_id = format!("proc-{port}");
         let mut command = match open_files {

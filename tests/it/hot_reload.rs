@@ -3,8 +3,9 @@
 
 use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
 use crate::support::{
-    Endpoint, Player, act, activate, http, install_file, matched_pair, module_bytes, position,
-    rules_dir, server, settle, strike_each_other, upload, variant, version_of, wat_bytes,
+    Endpoint, Player, activate, http, install_file, matched_pair, module_bytes, module_of,
+    moves_to, play_a_round, rules_dir, server, settle, strike_each_other, upload, variant,
+    version_of, wat_bytes,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -94,18 +95,6 @@ impl Endpointish for host::server::RunningServer {
     fn active(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + '_>> {
         Box::pin(active_version(self))
     }
-}
-
-/// The module version a match runs, as its player sees the stored document.
-async fn module_of(player: &Player, room: &str) -> String {
-    let state = player
-        .request("getGameState", json!({ "roomId": room }))
-        .await["state"]
-        .clone();
-    state["module"]
-        .as_str()
-        .expect("a module version")
-        .to_string()
 }
 
 /// Both players strike where the other stands: the match ends, a draw.
@@ -266,31 +255,6 @@ fn without_migrations(bytes: &[u8]) -> Vec<u8> {
     }
     assert_ne!(out, bytes, "the module had a migration export");
     out
-}
-
-/// Plays one harmless round (both teleport to where they stand); returns once both saw it
-/// resolve. Teleport is then cooling down for a round.
-async fn play_a_round(a: &Player, b: &Player, room: &str) {
-    let turn = a.received("view").last().unwrap()["turn"].as_u64().unwrap();
-    for player in [a, b] {
-        let stay = json!({ "spell": "teleport", "target": position(player) });
-        let ack = act(player, room, stay).await;
-        assert_eq!(ack["success"], true, "{ack}");
-    }
-    for player in [a, b] {
-        player
-            .first_where("view", |v| v["turn"].as_u64() > Some(turn))
-            .await;
-    }
-}
-
-/// Waits until a match's stored module is `version`.
-async fn moves_to(player: &Player, room: &str, version: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while module_of(player, room).await != version {
-        assert!(Instant::now() < deadline, "{room} never moved to {version}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod play;
 mod raw;
 mod support;
 
+mod audit_replay;
 mod authoring;
 mod cluster;
 mod cluster_games;

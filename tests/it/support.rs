@@ -3,7 +3,7 @@
 use host::runtime::{Limits, RulesEngine, RulesModule};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The workspace's `target/` folder, wherever cargo was told to put it.
 pub fn target_dir() -> PathBuf {
@@ -541,4 +541,62 @@ pub async fn node(package: &str, args: Vec<String>, ok_line: &str) {
         output.status.success() && stdout.contains(ok_line),
         "node failed:\n{stdout}\n{stderr}"
     );
+}
+
+/// The module version a match runs, as its player sees the stored document.
+pub async fn module_of(player: &Player, room: &str) -> String {
+    let state = player
+        .request("getGameState", json!({ "roomId": room }))
+        .await["state"]
+        .clone();
+    state["module"]
+        .as_str()
+        .expect("a module version")
+        .to_string()
+}
+
+/// Plays one harmless round (both teleport to where they stand); returns once both saw it
+/// resolve. Teleport is then cooling down for a round.
+pub async fn play_a_round(a: &Player, b: &Player, room: &str) {
+    let turn = a.received("view").last().unwrap()["turn"].as_u64().unwrap();
+    for player in [a, b] {
+        let stay = json!({ "spell": "teleport", "target": position(player) });
+        let ack = act(player, room, stay).await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+    for player in [a, b] {
+        player
+            .first_where("view", |v| v["turn"].as_u64() > Some(turn))
+            .await;
+    }
+}
+
+/// Waits until a match's stored module is `version`.
+pub async fn moves_to(player: &Player, room: &str, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while module_of(player, room).await != version {
+        assert!(Instant::now() < deadline, "{room} never moved to {version}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A stored game of nobody, for tests of the store itself: its match record and its state.
+pub fn bare_game(room: &str) -> (host::model::MatchRecord, host::model::GameState) {
+    use host::model::{MatchRecord, QueueEntry};
+    let game = serde_json::from_value(json!({
+        "roomId": room, "players": [], "gameData": { "count": 0 }, "turn": 0,
+        "status": "active", "createdAt": 0, "updatedAt": 0, "game": "g", "module": "m",
+        "version": 1
+    }))
+    .expect("a game state");
+    let seat = |id: &str| QueueEntry {
+        id: id.into(),
+        level: 1,
+    };
+    let record = MatchRecord {
+        player1: seat("a"),
+        player2: seat("b"),
+        room_id: room.into(),
+    };
+    (record, game)
 }

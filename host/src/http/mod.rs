@@ -5,6 +5,7 @@
 //! * `rules`: `GET /rules`, and (admin) upload and activation of a version;
 //! * `console`: what the operators' console reads (admin: the fleet, queues, matches, one
 //!   match's stored state) and `GET /metrics`;
+//! * `matches`: (admin) a match's log, `GET /matches/<room>/log`;
 //! * `pages`: the pages people open (`/`, `/play`, `/console`, the Socket.IO Admin UI) and the
 //!   npm packages they load, from `WEB_DIR`.
 //!
@@ -14,6 +15,7 @@
 
 mod console;
 mod health;
+mod matches;
 mod pages;
 mod rules;
 
@@ -79,6 +81,7 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Module(ModuleError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Module(ModuleError::Rules(RulesError::UnknownVersion(_))) => {
@@ -111,6 +114,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/rules/{game}/active", put(rules::activate_rules))
         .route("/console/overview", get(console::overview))
         .route("/console/matches/{room}", get(console::stored_match))
+        .route("/matches/{room}/log", get(matches::log))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/health", get(health::health))

@@ -14,6 +14,8 @@ pub(super) struct Actor {
     stored_version: u64,
     /// Changes went on in memory while the store was away and still have to be written back.
     unsaved: bool,
+    /// The log entries of those changes, written back with them.
+    unlogged: Vec<LogEntry>,
     /// A round just ended: the moment a match may move to a newly active version.
     round_ended: bool,
     /// The version that refused to carry this match over (not asked again).
@@ -30,6 +32,7 @@ impl Actor {
             stored_version: game.version,
             game,
             unsaved: false,
+            unlogged: Vec::new(),
             round_ended: false,
             refused_migration: None,
             bots: BotClock::default(),
@@ -197,11 +200,18 @@ impl Actor {
             let mut next = change.next;
             next.version = self.game.version + 1;
             next.updated_at = now_ms();
+            let entry = change
+                .input
+                .filter(|_| self.hub().settings.match_log)
+                .map(|input| next.log_entry(input));
+            // Whatever went on in memory meanwhile is logged before this change, in order.
+            let log: Vec<LogEntry> = self.unlogged.iter().cloned().chain(entry).collect();
             let mut deliver_here = !self.hub().store.announces();
-            match self.store(&next, &change.messages).await {
+            match self.store(&next, &change.messages, &log).await {
                 Ok(()) => {
                     self.stored_version = next.version;
                     self.unsaved = false;
+                    self.unlogged.clear();
                 }
                 Err(StoreError::Conflict { .. }) if !self.unsaved => {
                     if !self.reload().await {
@@ -215,6 +225,7 @@ impl Actor {
                 Err(StoreError::Unavailable(_)) if self.all_players_local() => {
                     // Nobody elsewhere can change this match meanwhile: go on in memory.
                     self.unsaved = true;
+                    self.unlogged = log;
                     deliver_here = true;
                 }
                 Err(error) => {
@@ -241,16 +252,23 @@ impl Actor {
 
     /// Stores `next` by compare-and-set on the version the store holds. A store that lost the
     /// match altogether (Redis came back empty) gets it back whole: this copy is the newest.
-    async fn store(&self, next: &GameState, messages: &[Message]) -> Result<(), StoreError> {
+    async fn store(
+        &self,
+        next: &GameState,
+        messages: &[Message],
+        log: &[LogEntry],
+    ) -> Result<(), StoreError> {
         let store = &self.hub().store;
         match store
-            .replace_game(next, self.stored_version, messages)
+            .replace_game(next, self.stored_version, messages, log)
             .await
         {
             Err(StoreError::NoSuchGame(_)) => {
+                // Its log is gone too: it goes on from these entries (a replay of it cannot
+                // start from the setup, and says so).
                 tracing::warn!(room = %next.room_id, "the store lost this match; restoring it");
                 let record = MatchRecord::of(next);
-                store.insert_match(&record, next, messages).await
+                store.insert_match(&record, next, messages, log).await
             }
             other => other,
         }
@@ -259,11 +277,12 @@ impl Actor {
     /// Writes back what changed while the store was away.
     async fn write_back(&mut self) {
         let game = self.game.clone();
-        match self.store(&game, &[]).await {
+        match self.store(&game, &[], &self.unlogged).await {
             Ok(()) => {
                 tracing::info!(room = %self.game.room_id, version = self.game.version, "match written back");
                 self.stored_version = self.game.version;
                 self.unsaved = false;
+                self.unlogged.clear();
             }
             Err(StoreError::Unavailable(_)) => {}
             Err(error) => {
@@ -271,6 +290,7 @@ impl Actor {
                 // player elsewhere after all): the stored one wins.
                 tracing::error!(room = %self.game.room_id, %error, "write-back refused; taking the stored match");
                 self.unsaved = false;
+                self.unlogged.clear();
                 self.reload().await;
             }
         }
@@ -283,12 +303,18 @@ impl Actor {
             async move {
                 check_player(&game, &player)?;
                 let state = game.game_data.clone();
+                let input = LogInput::Action {
+                    player: player.clone(),
+                    action: action.clone(),
+                    bot: false,
+                };
                 let transition = call(&module, move |m| m.action(&state, &player, &action)).await?;
                 Ok(Some(transitioned(
                     game,
                     &transition,
                     settings.round_timeout_of(&module),
                     false,
+                    input,
                 )))
             }
         })
@@ -326,6 +352,7 @@ impl Actor {
                     next: game,
                     messages,
                     answer: (),
+                    input: None,
                 }))
             }
         })
@@ -368,6 +395,7 @@ impl Actor {
                     next: game,
                     messages,
                     answer: (),
+                    input: Some(LogInput::Disconnected { player }),
                 }))
             }
         })
@@ -403,6 +431,7 @@ impl Actor {
                     next: game,
                     messages,
                     answer: (),
+                    input: Some(LogInput::Reconnected { player }),
                 }))
             }
         })
@@ -427,12 +456,16 @@ impl Actor {
                 }
                 tracing::info!(room = %game.room_id, player, "reconnection grace over: forfeit");
                 let state = game.game_data.clone();
+                let input = LogInput::Leave {
+                    player: player.clone(),
+                };
                 let transition = call(&module, move |m| m.leave(&state, &player)).await?;
                 Ok(Some(transitioned(
                     game,
                     &transition,
                     settings.round_timeout_of(&module),
                     false,
+                    input,
                 )))
             }
         })
@@ -466,13 +499,14 @@ impl Actor {
                     let state = game.game_data.clone();
                     let transition = call(&active, move |m| m.migrate(&state)).await?;
                     let mut next = game;
-                    next.module = target;
+                    let from = std::mem::replace(&mut next.module, target);
                     next.game_data = transition.state.clone();
                     let messages = announcements(&next, &transition);
                     Ok(Some(Change {
                         next,
                         messages,
                         answer: (),
+                        input: Some(LogInput::Migrate { from }),
                     }))
                 }
             })
@@ -514,6 +548,7 @@ impl Actor {
                     &transition,
                     settings.round_timeout_of(&module),
                     true,
+                    LogInput::Timeout,
                 )))
             })
             .await;

@@ -2,11 +2,14 @@
 
 use super::*;
 
-/// A change an actor computed: the next game state and what to tell once it is stored.
+/// A change an actor computed: the next game state, what to tell once it is stored, and the
+/// input that caused it, for the match log (`None`: a change the log does not record, like a
+/// player's free-form client state).
 pub(super) struct Change<T> {
     pub(super) next: GameState,
     pub(super) messages: Vec<Message>,
     pub(super) answer: T,
+    pub(super) input: Option<LogInput>,
 }
 
 /// Writes a transition into the game state document. The round clock restarts when the turn
@@ -138,12 +141,13 @@ pub(super) fn announcements(game: &GameState, transition: &Transition) -> Vec<Me
     messages
 }
 
-/// The change a rules transition makes, with its announcements.
+/// The change a rules transition makes in answer to `input`, with its announcements.
 pub(super) fn transitioned(
     mut game: GameState,
     transition: &Transition,
     round_timeout: Duration,
     restart_clock: bool,
+    input: LogInput,
 ) -> Change<()> {
     fold(&mut game, transition, round_timeout, restart_clock);
     let messages = announcements(&game, transition);
@@ -151,6 +155,7 @@ pub(super) fn transitioned(
         next: game,
         messages,
         answer: (),
+        input: Some(input),
     }
 }
 

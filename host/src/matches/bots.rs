@@ -70,6 +70,11 @@ impl Actor {
                             return Ok(None);
                         };
                         let state = game.game_data.clone();
+                        let input = LogInput::Action {
+                            player: bot.clone(),
+                            action: action.clone(),
+                            bot: true,
+                        };
                         let transition =
                             call(&module, move |m| m.action(&state, &bot, &action)).await?;
                         Ok(Some(transitioned(
@@ -77,6 +82,7 @@ impl Actor {
                             &transition,
                             settings.round_timeout_of(&module),
                             false,
+                            input,
                         )))
                     }
                 })

@@ -16,8 +16,8 @@
 //! changes (`unavailable`) rather than split in two.
 
 use crate::model::{
-    GameState, MatchRecord, PlayerId, PlayerSlot, QueueEntry, RoomId, Session, SocketId, Status,
-    now_ms,
+    GameState, LogEntry, LogInput, MatchRecord, PlayerId, PlayerSlot, QueueEntry, RoomId, Session,
+    SocketId, Status, now_ms,
 };
 use crate::modules::Modules;
 use crate::runtime::{CallError, RulesModule, Transition};
@@ -110,6 +110,8 @@ pub struct MatchSettings {
     pub match_fill: Duration,
     /// How a game's bots are seated and play.
     pub bots: BotSettings,
+    /// Whether every match keeps its log of inputs (`MATCH_LOG`).
+    pub match_log: bool,
     pub instance_id: String,
 }
 

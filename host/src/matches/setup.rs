@@ -96,6 +96,11 @@ impl Matches {
             .collect();
         let seed: u64 = rand::random();
         let config = queue.config.clone();
+        let input = LogInput::Setup {
+            seed,
+            seats: seats.clone(),
+            config: config.clone(),
+        };
         let transition = call(&module, move |m| m.setup(seed, &seats, &config)).await?;
 
         let room_id = uuid::Uuid::new_v4().to_string();
@@ -123,7 +128,15 @@ impl Matches {
         );
         let mut messages = vec![match_found(&state)];
         messages.extend(announcements(&state, &transition));
-        hub.store.insert_match(&record, &state, &messages).await?;
+        let log: Vec<LogEntry> = hub
+            .settings
+            .match_log
+            .then(|| state.log_entry(input))
+            .into_iter()
+            .collect();
+        hub.store
+            .insert_match(&record, &state, &messages, &log)
+            .await?;
         if !hub.store.announces() {
             hub.outbox.deliver_here(messages).await;
         }

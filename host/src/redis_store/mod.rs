@@ -14,6 +14,7 @@
 //! | `game_states` | hash | room id -> [`GameState`] JSON (the original's fields and ours) |
 //! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original; for outside tools: no instance reads it) |
 //! | `room:{<room>}` | channel | the same envelopes for one room, and its chat: read by the instances that hold its players |
+//! | `match_log:{<room>}` | list | the match's log ([`abi::log::Entry`] JSON, oldest first): every input with the state it produced; written by the script that stores that state, deleted with the game |
 //! | `room:{<room>}:log` | stream, TTL | the room's latest envelopes, entry id `<version>-0`: an instance that subscribed late or lost its connection catches up from it |
 //! | `instance:<id>:inbox` | channel | notes to one instance (a match of its players started elsewhere) |
 //! | `queued` | hash | player -> `{level, lane, instance, entry, at}`: who waits where, on which instance, since when (Redis's clock, ms) |
@@ -40,7 +41,9 @@ mod rooms;
 
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
-use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status};
+use crate::model::{
+    GameState, LogEntry, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status,
+};
 use crate::store::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
@@ -485,8 +488,9 @@ impl RedisStore {
         record: &MatchRecord,
         game: &GameState,
         messages: &[Message],
+        log: &[LogEntry],
     ) -> StoreResult<()> {
-        // One script: the match, its announcement and its log entry are stored together.
+        // One script: the match, its announcement and its log entries are stored together.
         let result: Result<i64, _> = self
             .scripts
             .insert_match
@@ -497,6 +501,7 @@ impl RedisStore {
             .key(&self.keys.module_matches)
             .key(&self.keys.game_modules)
             .key(self.keys.room_log(&game.room_id))
+            .key(self.keys.match_log(&game.room_id))
             .arg(&record.room_id)
             .arg(json(record))
             .arg(json(game))
@@ -505,9 +510,16 @@ impl RedisStore {
             .arg(&game.module)
             .arg(self.keys.room_channel(&game.room_id))
             .arg(rooms::LOG_LIFETIME_MS)
+            .arg(log.iter().map(json).collect::<Vec<_>>())
             .invoke_async(&mut self.conn())
             .await;
         self.ok(result).map(|_| ())
+    }
+
+    pub async fn match_log(&self, room: &str) -> StoreResult<Vec<LogEntry>> {
+        let result: Result<Vec<String>, _> =
+            self.conn().lrange(self.keys.match_log(room), 0, -1).await;
+        self.ok(result)?.iter().map(|raw| parse(raw)).collect()
     }
 
     pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
@@ -521,6 +533,7 @@ impl RedisStore {
         game: &GameState,
         expected: u64,
         messages: &[Message],
+        log: &[LogEntry],
     ) -> StoreResult<()> {
         let finished_at = match game.status {
             Status::Finished => game.updated_at.to_string(),
@@ -537,6 +550,7 @@ impl RedisStore {
             .key(&self.keys.module_matches)
             .key(&self.keys.game_modules)
             .key(self.keys.room_log(&game.room_id))
+            .key(self.keys.match_log(&game.room_id))
             .arg(&game.room_id)
             .arg(expected)
             .arg(game.version)
@@ -546,6 +560,7 @@ impl RedisStore {
             .arg(&game.module)
             .arg(self.keys.room_channel(&game.room_id))
             .arg(rooms::LOG_LIFETIME_MS)
+            .arg(log.iter().map(json).collect::<Vec<_>>())
             .invoke_async(&mut self.conn())
             .await;
         match self.ok(result)? {
@@ -590,8 +605,11 @@ impl RedisStore {
         if rooms.is_empty() {
             return Ok(0);
         }
+        let logs: Vec<String> = rooms.iter().map(|room| self.keys.match_log(room)).collect();
         let result = redis::pipe()
             .atomic()
+            .del(&logs)
+            .ignore()
             .hdel(&self.keys.game_states, &rooms)
             .ignore()
             .hdel(&self.keys.game_versions, &rooms)

@@ -26,6 +26,10 @@ impl Keys {
         format!("{}room:{{{room}}}:log", self.prefix)
     }
 
+    pub(super) fn match_log(&self, room: &str) -> String {
+        format!("{}match_log:{{{room}}}", self.prefix)
+    }
+
     fn inbox(&self, instance: &str) -> String {
         format!("{}instance:{instance}:inbox", self.prefix)
     }

@@ -5,8 +5,8 @@ use super::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Queues, Seating};
 use crate::model::{
-    GameState, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketId, SocketMapping, Status,
-    now_ms,
+    GameState, LogEntry, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketId,
+    SocketMapping, Status, now_ms,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -14,7 +14,8 @@ use std::time::Duration;
 
 #[derive(Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    /// Boxed, so that a `Store` of either kind is as small as a handle.
+    inner: Box<Mutex<Inner>>,
 }
 
 #[derive(Default)]
@@ -23,6 +24,8 @@ struct Inner {
     queues: Queues,
     matches: HashMap<RoomId, MatchRecord>,
     games: HashMap<RoomId, GameState>,
+    /// Each game's match log, kept as long as the game.
+    logs: HashMap<RoomId, Vec<LogEntry>>,
     sessions: HashMap<PlayerId, Session>,
 }
 
@@ -118,11 +121,18 @@ impl MemoryStore {
         record: &MatchRecord,
         game: &GameState,
         _messages: &[Message],
+        log: &[LogEntry],
     ) -> StoreResult<()> {
         let mut inner = self.lock();
         inner.matches.insert(record.room_id.clone(), record.clone());
         inner.games.insert(game.room_id.clone(), game.clone());
+        let kept = inner.logs.entry(game.room_id.clone()).or_default();
+        kept.extend_from_slice(log);
         Ok(())
+    }
+
+    pub async fn match_log(&self, room: &str) -> StoreResult<Vec<LogEntry>> {
+        Ok(self.lock().logs.get(room).cloned().unwrap_or_default())
     }
 
     pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
@@ -134,6 +144,7 @@ impl MemoryStore {
         game: &GameState,
         expected: u64,
         _messages: &[Message],
+        log: &[LogEntry],
     ) -> StoreResult<()> {
         let mut inner = self.lock();
         let stored = inner
@@ -148,6 +159,8 @@ impl MemoryStore {
             });
         }
         *stored = game.clone();
+        let kept = inner.logs.entry(game.room_id.clone()).or_default();
+        kept.extend_from_slice(log);
         Ok(())
     }
 
@@ -172,10 +185,16 @@ impl MemoryStore {
 
     pub async fn prune_finished(&self, cutoff_ms: u64) -> StoreResult<usize> {
         let mut inner = self.lock();
-        let Inner { matches, games, .. } = &mut *inner;
+        let Inner {
+            matches,
+            games,
+            logs,
+            ..
+        } = &mut *inner;
         let before = games.len();
         games.retain(|_, g| g.status != Status::Finished || g.updated_at >= cutoff_ms);
         matches.retain(|room, _| games.contains_key(room));
+        logs.retain(|room, _| games.contains_key(room));
         Ok(before - games.len())
     }
 
@@ -367,6 +386,7 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LogInput;
     use serde_json::value::RawValue;
 
     fn game(room: &str, version: u64) -> GameState {
@@ -401,12 +421,18 @@ mod tests {
     #[tokio::test]
     async fn a_write_based_on_an_old_version_is_refused() {
         let store = MemoryStore::default();
+        let logged = |version| game("r", version).log_entry(LogInput::Timeout);
         store
-            .insert_match(&record("r"), &game("r", 1), &[])
+            .insert_match(&record("r"), &game("r", 1), &[], &[logged(1)])
             .await
             .unwrap();
-        store.replace_game(&game("r", 2), 1, &[]).await.unwrap();
-        let stale = store.replace_game(&game("r", 2), 1, &[]).await;
+        store
+            .replace_game(&game("r", 2), 1, &[], &[logged(2)])
+            .await
+            .unwrap();
+        let stale = store
+            .replace_game(&game("r", 2), 1, &[], &[logged(2)])
+            .await;
         assert_eq!(
             stale,
             Err(StoreError::Conflict {
@@ -416,8 +442,16 @@ mod tests {
             })
         );
         assert_eq!(store.game("r").await.unwrap().unwrap().version, 2);
+        let versions: Vec<u64> = store
+            .match_log("r")
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, [1, 2], "the refused write logged nothing");
         assert_eq!(
-            store.replace_game(&game("x", 1), 0, &[]).await,
+            store.replace_game(&game("x", 1), 0, &[], &[]).await,
             Err(StoreError::NoSuchGame("x".into()))
         );
     }
@@ -452,7 +486,7 @@ mod tests {
             store.claim_session(&session, socket).await.unwrap();
         }
         store
-            .insert_match(&record("gone"), &game("gone", 1), &[])
+            .insert_match(&record("gone"), &game("gone", 1), &[], &[])
             .await
             .unwrap();
         store.lock().games.remove("gone");
@@ -490,11 +524,16 @@ mod tests {
         done.status = Status::Finished;
         done.updated_at = 1_000;
         store
-            .insert_match(&record("done"), &done, &[])
+            .insert_match(
+                &record("done"),
+                &done,
+                &[],
+                &[done.log_entry(LogInput::Timeout)],
+            )
             .await
             .unwrap();
         store
-            .insert_match(&record("live"), &game("live", 1), &[])
+            .insert_match(&record("live"), &game("live", 1), &[], &[])
             .await
             .unwrap();
         assert_eq!(
@@ -504,6 +543,10 @@ mod tests {
         );
         assert_eq!(store.prune_finished(1_001).await.unwrap(), 1);
         assert!(store.game("done").await.unwrap().is_none());
+        assert!(
+            store.match_log("done").await.unwrap().is_empty(),
+            "its log goes with it"
+        );
         assert!(
             store.game("live").await.unwrap().is_some(),
             "running games stay, however old"

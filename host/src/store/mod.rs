@@ -19,7 +19,7 @@ pub use memory::MemoryStore;
 
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
-use crate::model::{GameState, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
+use crate::model::{GameState, LogEntry, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -138,12 +138,15 @@ delegate! {
     fn queue_counts(&self) -> BTreeMap<(Lane, i64), usize>;
 
     /// Stores a new match and its first game state, announcing `messages` with it (see
-    /// [`Store::announces`]).
-    fn insert_match(&self, record: &MatchRecord, game: &GameState, messages: &[Message]) -> ();
+    /// [`Store::announces`]) and appending `log` to its match log, in one step.
+    fn insert_match(&self, record: &MatchRecord, game: &GameState, messages: &[Message], log: &[LogEntry]) -> ();
     fn game(&self, room: &str) -> Option<GameState>;
     /// Writes `game` if the stored one still has version `expected`, announcing `messages` with
-    /// it (see [`Store::announces`]).
-    fn replace_game(&self, game: &GameState, expected: u64, messages: &[Message]) -> ();
+    /// it (see [`Store::announces`]) and appending `log` (the inputs that led to it) to its
+    /// match log, in one step: the log and the state never disagree.
+    fn replace_game(&self, game: &GameState, expected: u64, messages: &[Message], log: &[LogEntry]) -> ();
+    /// A match's log, oldest entry first; kept as long as its game.
+    fn match_log(&self, room: &str) -> Vec<LogEntry>;
     /// Every stored room, sorted.
     fn game_rooms(&self) -> Vec<RoomId>;
     /// How many stored games are not finished.

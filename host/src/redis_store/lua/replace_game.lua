@@ -6,6 +6,7 @@
 -- ARGV[7] the match's module version (a migration changes it)
 -- KEYS[7] the room's log (a stream of its recent envelopes, by version)
 -- ARGV[8] the room's channel  ARGV[9] how long the log outlives its last entry (ms)
+-- KEYS[8] the match log (a list, kept as long as the game)  ARGV[10..] its new entries (JSON)
 -- Returns {0, ''} for no such game, {1, stored version} on conflict, {2, new version} when written.
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return {0, ''} end
@@ -27,6 +28,8 @@ end
 -- The room's own channel reaches the instances that hold its players; the log lets one that
 -- subscribed late, or missed messages while its connection was down, catch up in order.
 -- (pcall: an entry older than the log's newest, after a restore, is not worth failing for.)
+-- The inputs that led here, in the same step as the state they produced.
+if #ARGV >= 10 then redis.call('RPUSH', KEYS[8], unpack(ARGV, 10)) end
 redis.pcall('XADD', KEYS[7], 'MAXLEN', '64', ARGV[3] .. '-0', 'e', ARGV[6])
 redis.call('PEXPIRE', KEYS[7], ARGV[9])
 redis.call('PUBLISH', ARGV[8], ARGV[6])

@@ -9,6 +9,11 @@
 //! # }
 //! ```
 
+#[cfg(not(target_arch = "wasm32"))]
+mod replay;
+#[cfg(not(target_arch = "wasm32"))]
+pub use replay::{Log, replay};
+
 use crate::dispatch::{self, Stored};
 use crate::{Bot, Game};
 use abi::{GuestError, Outcome, Rejection, Reply, Seat};
