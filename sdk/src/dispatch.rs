@@ -37,7 +37,7 @@ pub fn action<G: Game>(input: &[u8]) -> Vec<u8> {
 /// [`abi::EXPORT_TIMEOUT`].
 pub fn timeout<G: Game>(input: &[u8]) -> Vec<u8> {
     encode(
-        decode::<TimeoutInput<Stored<G::State>>>(input).map(|input| {
+        decode_state::<G, TimeoutInput<Stored<G::State>>>(input, |i| &i.state).map(|input| {
             let mut stored = input.state;
             let mut ctx = Ctx::new(&mut stored.rng);
             G::timeout(&mut stored.game, &mut ctx);
@@ -50,7 +50,7 @@ pub fn timeout<G: Game>(input: &[u8]) -> Vec<u8> {
 /// [`abi::EXPORT_LEAVE`].
 pub fn leave<G: Game>(input: &[u8]) -> Vec<u8> {
     encode(
-        decode::<LeaveInput<Stored<G::State>>>(input).and_then(|input| {
+        decode_state::<G, LeaveInput<Stored<G::State>>>(input, |i| &i.state).and_then(|input| {
             let mut stored = input.state;
             ensure_seated(&stored.players, &input.player)?;
             let mut ctx = Ctx::new(&mut stored.rng);
@@ -72,7 +72,10 @@ pub fn migrate<G: Game>(input: &[u8]) -> Vec<u8> {
                     "this version cannot carry that match over",
                 ))
             })?;
-            Ok(transition::<G>(Stored { players, rng, game }, Vec::new()))
+            let stored = Stored { players, rng, game };
+            // What a migration made of another version's state must hold like any other.
+            check_stored::<G>(&stored)?;
+            Ok(transition::<G>(stored, Vec::new()))
         }),
     )
 }
@@ -80,7 +83,7 @@ pub fn migrate<G: Game>(input: &[u8]) -> Vec<u8> {
 /// [`abi::EXPORT_VIEW`].
 pub fn view<G: Game>(input: &[u8]) -> Vec<u8> {
     encode(
-        decode::<ViewInput<Stored<G::State>>>(input).and_then(|input| {
+        decode_state::<G, ViewInput<Stored<G::State>>>(input, |i| &i.state).and_then(|input| {
             ensure_seated(&input.state.players, &input.player)?;
             Ok(G::view(&input.state.game, &input.player))
         }),
@@ -147,7 +150,8 @@ fn setup_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
 }
 
 fn action_typed<G: Game>(input: &[u8]) -> Reply<GameTransition<G>> {
-    let input: ActionInput<Stored<G::State>, Box<RawValue>> = decode(input)?;
+    let input: ActionInput<Stored<G::State>, Box<RawValue>> =
+        decode_state::<G, _>(input, |i: &ActionInput<Stored<G::State>, _>| &i.state)?;
     let mut stored = input.state;
     ensure_seated(&stored.players, &input.player)?;
     // The decoder's own wording (Rust type names, columns) means nothing to a player.
@@ -193,6 +197,23 @@ fn ensure_seated(players: &[Seat], player: &str) -> Result<(), GuestError> {
             format!("player {player:?} is not in this match"),
         )))
     }
+}
+
+/// Decodes an input that carries a stored state, and refuses a state the game says it could
+/// not have produced ([`Game::check`]) before any of its code sees it.
+fn decode_state<G: Game, T: DeserializeOwned>(
+    input: &[u8],
+    state: impl Fn(&T) -> &Stored<G::State>,
+) -> Result<T, GuestError> {
+    let decoded: T = decode(input)?;
+    check_stored::<G>(state(&decoded))?;
+    Ok(decoded)
+}
+
+fn check_stored<G: Game>(stored: &Stored<G::State>) -> Result<(), GuestError> {
+    G::check(&stored.game, &stored.players).map_err(|why| GuestError::BadInput {
+        message: format!("not a state of this game: {why}"),
+    })
 }
 
 fn decode<T: DeserializeOwned>(input: &[u8]) -> Result<T, GuestError> {

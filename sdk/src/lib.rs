@@ -192,6 +192,17 @@ pub trait Game {
         vec![("default".to_string(), Self::Config::default())]
     }
 
+    /// Whether `state` is one this game could have produced for these `seats`: `Err` says
+    /// what is wrong with it. The host only ever hands back states the rules returned, but a
+    /// stored record can be damaged, and the rules' other functions may then rely on what a
+    /// state of theirs always holds (a wizard for every seat, positions on the map). The SDK
+    /// asks before any other function sees a state and answers one that fails with `BadInput`,
+    /// so the host keeps the match's last good state. Default: every state that decodes.
+    fn check(state: &Self::State, seats: &[Seat]) -> Result<(), String> {
+        let _ = (state, seats);
+        Ok(())
+    }
+
     /// What `player` (a seated player) may see.
     fn view(state: &Self::State, player: &str) -> Self::View;
 

@@ -425,6 +425,34 @@ impl Game for LiarsDice {
         state.moves += 1;
     }
 
+    fn check(state: &State, seats: &[Seat]) -> Result<(), String> {
+        let ids: Vec<&str> = state.players.iter().map(|p| p.id.as_str()).collect();
+        let seated: Vec<&str> = seats.iter().map(|s| s.id.as_str()).collect();
+        if ids != seated {
+            return Err("its players are not the match's seats".into());
+        }
+        if state.to_act >= state.players.len() {
+            return Err(format!(
+                "player {} is to act, of {}",
+                state.to_act,
+                ids.len()
+            ));
+        }
+        if let Some(bid) = &state.bid
+            && !ids.contains(&bid.by.as_str())
+        {
+            return Err(format!("the bid is by {:?}, who is not playing", bid.by));
+        }
+        if state
+            .players
+            .iter()
+            .any(|p| p.dice.iter().any(|d| !(1..=6).contains(d)))
+        {
+            return Err("a die shows something other than 1 to 6".into());
+        }
+        Ok(())
+    }
+
     fn view(state: &State, player: &str) -> View {
         let yours = state.index_of(player).map(|i| &state.players[i]);
         View {

@@ -543,6 +543,35 @@ impl Game for WizardBattle {
         }
     }
 
+    fn check(state: &State, seats: &[Seat]) -> Result<(), String> {
+        let size = state.map.len();
+        if size == 0 {
+            return Err("the map is empty".into());
+        }
+        if let Some(row) = state
+            .map
+            .iter()
+            .find(|row| row.len() != size || row.chars().any(|c| Tile::from_char(c).is_none()))
+        {
+            return Err(format!("the map row {row:?} is not {size} tiles"));
+        }
+        let seated = |id: &str| seats.iter().any(|seat| seat.id == id);
+        if state.wizards.len() != seats.len()
+            || !state.wizards.iter().all(|w| seated(&w.id))
+            || !seats.iter().all(|seat| state.wizard(&seat.id).is_some())
+        {
+            return Err("its wizards are not the match's seats".into());
+        }
+        if let Some(w) = state
+            .wizards
+            .iter()
+            .find(|w| state.tile(w.position).is_none())
+        {
+            return Err(format!("{} stands off the map", w.id));
+        }
+        Ok(())
+    }
+
     fn view(state: &State, player: &str) -> View {
         let me = state
             .wizard(player)
