@@ -133,6 +133,8 @@ pub struct HostProcess {
     pub port: u16,
     pub instance_id: String,
     child: Child,
+    /// Where its standard error goes, when kept ([`HostProcess::standalone_logged`]).
+    log: Option<std::path::PathBuf>,
 }
 
 impl Endpoint for HostProcess {
@@ -146,20 +148,47 @@ impl HostProcess {
         let url = redis.url();
         let mut shared = vec![("REDIS_URL", url.as_str()), ("REDIS_PREFIX", prefix)];
         shared.extend_from_slice(env);
-        HostProcess::start(&shared, None).await
+        HostProcess::start(&shared, None, None).await
     }
 
     /// A `gamehost` process on its own, in memory.
     pub async fn standalone(env: &[(&str, &str)]) -> HostProcess {
-        HostProcess::start(env, None).await
+        HostProcess::start(env, None, None).await
+    }
+
+    /// A `gamehost` process on its own whose standard error is kept ([`HostProcess::log`]).
+    pub async fn standalone_logged(env: &[(&str, &str)]) -> HostProcess {
+        let log = std::env::temp_dir().join(format!(
+            "gamehost-{}.log",
+            unique_prefix().trim_end_matches(':').replace(':', "-")
+        ));
+        HostProcess::start(env, None, Some(log)).await
+    }
+
+    /// What it wrote to standard error so far (kept by [`HostProcess::standalone_logged`]).
+    pub fn log(&self) -> String {
+        let path = self
+            .log
+            .as_ref()
+            .expect("a process started with its log kept");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// A `gamehost` process on its own that may open at most `files` files (`ulimit -n`).
     pub async fn standalone_with_open_files(files: u32, env: &[(&str, &str)]) -> HostProcess {
-        HostProcess::start(env, Some(files)).await
+        HostProcess::start(env, Some(files), None).await
     }
 
-    async fn start(env: &[(&str, &str)], open_files: Option<u32>) -> HostProcess {
+    async fn start(
+        env: &[(&str, &str)],
+        open_files: Option<u32>,
+        log: Option<std::path::PathBuf>,
+    ) -> HostProcess {
         let binary = gamehost_binary();
         let port = free_port();
         let instance_id = format!("proc-{port}");
@@ -183,12 +212,17 @@ impl HostProcess {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
+            .stderr(match &log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("gamehost starts");
         let process = HostProcess {
             port,
             instance_id,
             child,
+            log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();

@@ -3,6 +3,7 @@
 //! clients (`rust_socketio`, and the official JavaScript `socket.io-client` run by node).
 
 mod cluster_support;
+mod fuzz_support;
 mod play;
 mod raw;
 mod support;
@@ -14,6 +15,9 @@ mod cluster_games;
 mod faces_browser;
 mod faces_metrics;
 mod faces_pages;
+mod fuzz_events;
+mod fuzz_records;
+mod fuzz_rules;
 mod hardening_identity;
 mod hardening_leaks;
 mod hardening_limits;

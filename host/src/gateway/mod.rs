@@ -28,7 +28,7 @@ mod room_events;
 pub use admin_ui::AdminUi;
 pub use identity::Refused;
 pub use outbox::SocketOutbox;
-pub use requests::{ClientError, Incoming};
+pub use requests::{ClientError, EVENTS, Incoming};
 
 use crate::matches::Matches;
 use crate::redis_store::pubsub::Bus;

@@ -131,7 +131,7 @@ pub(super) fn refuse(
 }
 
 /// The events a client may send.
-const EVENTS: [&str; 7] = [
+pub const EVENTS: [&str; 7] = [
     "joinMatchmaking",
     "leaveMatchmaking",
     "gameMessage",
