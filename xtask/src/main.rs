@@ -13,6 +13,8 @@
 //! * `run [ARGS...]`: `build-rules`, the pages' npm packages, then the server
 //!   (`gamehost ARGS...`) with the bundled rules and pages.
 //! * `bench [ARGS...]`: `build-rules`, then the criterion benchmarks.
+//! * `fuzz TARGET [SECONDS]`: a coverage-guided run of a target in `fuzz/` (cargo-fuzz, which it
+//!   installs from crates.io if missing), from the regression corpus in `tests/fuzz/corpus/`.
 //!
 //! Wasm needs the `wasm32-unknown-unknown` standard library. When the Rust toolchain has it
 //! (`rustup target add wasm32-unknown-unknown`), it is used. When it does not and cannot download
@@ -20,6 +22,7 @@
 //! the standard library from source (`-Zbuild-std`) and linking with the toolchain's `rust-lld`.
 //! On a Debian machine where we are root, the packages are installed on first use.
 
+mod fuzz;
 mod new_game;
 mod setup;
 mod wasm;
@@ -29,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use wasm::{Build, build_rules};
 
-const USAGE: &str = "usage: cargo xtask <build-rules [GAME] | new-game NAME | test [ARGS] | run [SERVER ARGS] | bench [ARGS]>";
+const USAGE: &str = "usage: cargo xtask <build-rules [GAME] | new-game NAME | test [ARGS] | run [SERVER ARGS] | bench [ARGS] | fuzz TARGET [SECONDS]>";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -111,6 +114,7 @@ fn main() -> Result<()> {
                 .args(["bench", "--package", "tests", "--bench", "rules"])
                 .args(&rest))
         }
+        "fuzz" => fuzz::fuzz(&root, &rest),
         _ => bail!(USAGE),
     }
 }
