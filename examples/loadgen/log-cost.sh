@@ -22,7 +22,7 @@ REDIS=$!
 trap 'kill $REDIS 2>/dev/null; pkill -P $$ 2>/dev/null || true' EXIT
 sleep 1
 
-pids=()
+pids=() players=()
 for side in on off; do
   port=$([ $side = on ] && echo 4201 || echo 4202)
   log=$([ $side = on ] && echo true || echo false)
@@ -33,11 +33,14 @@ for side in on off; do
   until curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null; do sleep 0.2; done
 done
 
-$L play --urls http://127.0.0.1:4201 --players "$PLAYERS" --secs "$SECS" > "$LOGS/play-on" 2>/dev/null &
-on=$!
-$L play --urls http://127.0.0.1:4202 --players "$PLAYERS" --secs "$SECS" > "$LOGS/play-off" 2>/dev/null &
-off=$!
-wait $on $off
+# Both at once, in the order FIRST says (the other starts right after).
+first=${FIRST:-on}
+for side in $first $([ "$first" = on ] && echo off || echo on); do
+  port=$([ $side = on ] && echo 4201 || echo 4202)
+  $L play --urls "http://127.0.0.1:$port" --players "$PLAYERS" --secs "$SECS" > "$LOGS/play-$side" 2>/dev/null &
+  players+=($!)
+done
+wait "${players[@]}"
 
 # The Redis memory of every key under a prefix (matching a pattern), in bytes.
 memory() {
@@ -58,7 +61,7 @@ for side in on off; do
   entries=$(redis-cli -p "$PORT" --scan --pattern "$side:match_log:*" | while read -r key; do
     redis-cli -p "$PORT" llen "$key"; done | awk '{s += $1} END {print s + 0}')
   echo "== MATCH_LOG=$([ $side = on ] && echo true || echo false)"
-  grep -E "^(matches|round trips|errors)" "$LOGS/play-$side" || cat "$LOGS/play-$side"
+  grep -E "^(rates|matches|round trips|errors)" "$LOGS/play-$side" || cat "$LOGS/play-$side"
   per() { [ "$games" -gt 0 ] && echo $(($1 / games)) || echo 0; }
   echo "stored games: $games; per game: $(per "$shared") bytes of state and records, $(per "$rooms") bytes of delivery log, $(per "$logs") bytes of match log ($entries entries in all)"
 done

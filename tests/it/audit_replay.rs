@@ -6,7 +6,8 @@ use crate::cluster_support::{PrivateRedis, cluster_server, gamehost_binary, uniq
 use crate::play::{to_the_end, wizard};
 use crate::support::{
     Endpoint, Player, bare_game, http, matched_pair, module_bytes, module_of, moves_to,
-    play_a_round, rules_dir, server, settle, strike_each_other, upload, variant, version_of,
+    play_a_round, rules_dir, server, settle, strike_each_other, unhurried_limits, upload, variant,
+    version_of,
 };
 use abi::log::Input;
 use host::model::MatchLog;
@@ -54,7 +55,11 @@ async fn a_whole_match_replays_to_its_outcome_and_an_altered_action_is_caught_wh
 {
     let rules = rules_dir(&[("wizard-battle.wasm", &module_bytes("rules", GAME))]);
     let dir = rules.clone();
-    let server = server(|c| c.rules_dir = dir).await;
+    let server = server(|c| {
+        c.rules_dir = dir;
+        unhurried_limits(c);
+    })
+    .await;
     let (a, b, room) = matched_pair(&server, 1).await;
     // A connection lost and resumed is part of the record, and changes no rules state.
     let b = {
@@ -298,6 +303,10 @@ async fn on_redis_a_finished_games_log_is_kept_with_it_and_pruned_with_it() {
 
     let key = format!("{prefix}match_log:{{r}}");
     let mut conn = redis.conn();
+    // The room's delivery log (every player's views) is kept a minute after the end, not an
+    // hour: late instances catch up within seconds.
+    let delivery: i64 = conn.pttl(format!("{prefix}room:{{r}}:log")).unwrap();
+    assert!((1..=60_000).contains(&delivery), "{delivery} ms");
     assert!(conn.exists::<_, bool>(&key).unwrap());
     assert_eq!(store.prune_finished(1_001).await.unwrap(), 1);
     assert!(

@@ -28,8 +28,7 @@ async fn four_players_of_liars_dice_on_three_instances_play_to_the_end() {
         let server = cluster_server(&redis, &prefix, |c| {
             // Long enough that all four join first, however slow the machine.
             c.match_fill = Duration::from_secs(3);
-            c.client_limits.events_per_second = 1_000;
-            c.client_limits.burst = 1_000;
+            crate::support::unhurried_limits(c);
         })
         .await;
         servers.push(server);
@@ -181,8 +180,7 @@ async fn a_bot_match_survives_a_kill_9_of_the_instance_that_seated_it() {
     let doomed = HostProcess::spawn(&redis, &prefix, &quick).await;
     let survivor = cluster_server(&redis, &prefix, |c| {
         c.bots.think = Duration::from_millis(5);
-        c.client_limits.events_per_second = 1_000;
-        c.client_limits.burst = 1_000;
+        crate::support::unhurried_limits(c);
     })
     .await;
     let me = Player::connect(&doomed).await;

@@ -8,7 +8,7 @@
 use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
 use crate::fuzz_support::{Mutation, cases, corpus, draw, json, mutate, mutations, tweak};
 use crate::play::{to_the_end, wizard};
-use crate::support::{Player, bare_game, http, matched_pair};
+use crate::support::{Player, bare_game, http, matched_pair, unhurried_limits};
 use host::model::{LogInput, Session, SocketMapping};
 use host::store::{InstanceAbout, RedisStore};
 use proptest::prelude::*;
@@ -163,13 +163,8 @@ async fn damaged_records_are_errors_for_themselves_never_panics() {
 async fn a_match_whose_stored_state_is_damaged_still_answers_and_ends() {
     let redis = PrivateRedis::start();
     let prefix = unique_prefix();
-    // Whole rounds resolve in milliseconds here: players act faster than the default rate.
-    let quick = |c: &mut host::config::Config| {
-        c.client_limits.events_per_second = 1_000;
-        c.client_limits.burst = 1_000;
-    };
-    let one = cluster_server(&redis, &prefix, quick).await;
-    let two = cluster_server(&redis, &prefix, quick).await;
+    let one = cluster_server(&redis, &prefix, unhurried_limits).await;
+    let two = cluster_server(&redis, &prefix, unhurried_limits).await;
     let (a, b, room) = matched_pair(&one, 1).await;
     for player in [&a, &b] {
         player.next("view").await;

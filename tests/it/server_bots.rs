@@ -11,9 +11,7 @@ async fn quick_bots(bot_after: Option<Duration>) -> RunningServer {
     server(|c| {
         c.bots.think = Duration::from_millis(5);
         c.bots.after = bot_after;
-        // The player acts as fast as the answers come: more than a person's events per second.
-        c.client_limits.events_per_second = 1_000;
-        c.client_limits.burst = 1_000;
+        crate::support::unhurried_limits(c);
     })
     .await
 }

@@ -18,9 +18,7 @@ async fn a_liars_dice_match_plays_to_its_end_through_the_server() {
         c.game = "liars-dice".into();
         // Two are enough for a table that takes up to six, when nobody waits for more.
         c.match_fill = std::time::Duration::ZERO;
-        // The bots move as fast as the answers come: more than a person's events per second.
-        c.client_limits.events_per_second = 1_000;
-        c.client_limits.burst = 1_000;
+        crate::support::unhurried_limits(c);
     })
     .await;
     let (a, b, room) = matched_pair(&server, 1).await;

@@ -84,6 +84,13 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 /// How long a connecting client waits for its session (or its refusal).
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
+/// Lets players act faster than the default rate limit: a whole match played by the tests'
+/// strategies resolves its rounds in milliseconds.
+pub fn unhurried_limits(config: &mut Config) {
+    config.client_limits.events_per_second = 1_000;
+    config.client_limits.burst = 1_000;
+}
+
 /// Starts a gamehost on a free port with the built rules, after `tweak` has its say.
 pub async fn server(tweak: impl FnOnce(&mut Config)) -> RunningServer {
     static INSTANCE: AtomicUsize = AtomicUsize::new(0);

@@ -15,7 +15,7 @@
 //! | `room_events` | channel | `{roomId, event, data, timestamp}` (as the original; for outside tools: no instance reads it) |
 //! | `room:{<room>}` | channel | the same envelopes for one room, and its chat: read by the instances that hold its players |
 //! | `match_log:{<room>}` | list | the match's log ([`abi::log::Entry`] JSON, oldest first): every input with the state it produced; written by the script that stores that state, deleted with the game |
-//! | `room:{<room>}:log` | stream, TTL | the room's latest envelopes, entry id `<version>-0`: an instance that subscribed late or lost its connection catches up from it |
+//! | `room:{<room>}:log` | stream, TTL (an hour; a minute once the match is over) | the room's latest envelopes, entry id `<version>-0`: an instance that subscribed late or lost its connection catches up from it |
 //! | `instance:<id>:inbox` | channel | notes to one instance (a match of its players started elsewhere) |
 //! | `queued` | hash | player -> `{level, lane, instance, entry, at}`: who waits where, on which instance, since when (Redis's clock, ms) |
 //! | `game_versions` | hash | room id -> version, the compare-and-set guard |
@@ -559,7 +559,10 @@ impl RedisStore {
             .arg(envelope)
             .arg(&game.module)
             .arg(self.keys.room_channel(&game.room_id))
-            .arg(rooms::LOG_LIFETIME_MS)
+            .arg(match game.status {
+                Status::Finished => rooms::FINISHED_LOG_LIFETIME_MS,
+                _ => rooms::LOG_LIFETIME_MS,
+            })
             .arg(log.iter().map(json).collect::<Vec<_>>())
             .invoke_async(&mut self.conn())
             .await;

@@ -14,6 +14,10 @@ use serde::Serialize;
 /// How long a room's log outlives its last entry. Its readers want seconds of it: an instance
 /// that subscribed after the match started, or whose connection was down a moment.
 pub(super) const LOG_LIFETIME_MS: u64 = 3600 * 1000;
+/// How long a finished match's log outlives its last entry: long enough for a late instance to
+/// deliver the end (catch-ups come within seconds); its entries hold every player's views, about
+/// 110 KB for a wizard battle, which an hour of finished matches would keep for nothing.
+pub(super) const FINISHED_LOG_LIFETIME_MS: u64 = 60 * 1000;
 /// The most entries one catch-up reads (the log keeps 64).
 const CATCH_UP_MAX: usize = 64;
 
