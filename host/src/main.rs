@@ -274,9 +274,9 @@ async fn load_and_replay(
         (None, None) => anyhow::bail!("give a log file or --room"),
     };
     let engine = host::runtime::RulesEngine::new(Limits::default())?;
-    let mut modules =
+    let modules =
         host::replay::modules_for(&log, &engine, Some(&args.rules_dir), store.as_ref()).await;
-    Ok(host::replay::replay(&log, &mut modules))
+    Ok(host::replay::replay(&log, &modules))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -14,44 +14,23 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// Where replay finds a module version (SHA-256 hex).
-pub trait ModuleSource {
-    fn module(&mut self, version: &str) -> Result<RulesModule, String>;
-}
-
-impl<F: FnMut(&str) -> Result<RulesModule, String>> ModuleSource for F {
-    fn module(&mut self, version: &str) -> Result<RulesModule, String> {
-        self(version)
-    }
-}
-
-impl ModuleSource for HashMap<String, RulesModule> {
-    fn module(&mut self, version: &str) -> Result<RulesModule, String> {
-        self.get(version)
-            .cloned()
-            .ok_or_else(|| "neither the rules folder nor the store has it".to_string())
-    }
-}
-
 pub use abi::log::{Divergence, Replayed};
 
-/// Replays `log`; the modules come from `modules`.
-pub fn replay(log: &MatchLog, modules: &mut dyn ModuleSource) -> Result<Replayed, Divergence> {
-    let mut loaded: HashMap<String, RulesModule> = HashMap::new();
+/// Replays `log` with `modules` (by version, as [`modules_for`] loads them).
+pub fn replay(
+    log: &MatchLog,
+    modules: &HashMap<String, RulesModule>,
+) -> Result<Replayed, Divergence> {
     abi::log::replay(
         log,
         |entry, state: Option<&Box<RawValue>>| {
-            let module = match loaded.get(&entry.module) {
-                Some(module) => module.clone(),
-                None => {
-                    let module = modules.module(&entry.module).map_err(|why| {
-                        format!("module {} is not available: {why}", entry.module)
-                    })?;
-                    loaded.insert(entry.module.clone(), module.clone());
-                    module
-                }
-            };
-            let transition = apply(&module, &entry.input, state.map(|s| &**s))?;
+            let module = modules.get(&entry.module).ok_or_else(|| {
+                format!(
+                    "module {} is not available: neither the rules folder nor the store has it",
+                    entry.module
+                )
+            })?;
+            let transition = apply(module, &entry.input, state.map(|s| &**s))?;
             Ok(Step {
                 state: transition.state,
                 turn: transition.turn,

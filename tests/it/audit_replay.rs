@@ -102,8 +102,8 @@ async fn a_whole_match_replays_to_its_outcome_and_an_altered_action_is_caught_wh
     assert!(log.entries.iter().all(|e| e.module == v1), "{raw}");
 
     // Through the host's runtime, and natively with the game's own crate.
-    let mut modules = modules_in(&rules, &log).await;
-    let replayed = host::replay::replay(&log, &mut modules).expect("the log replays");
+    let modules = modules_in(&rules, &log).await;
+    let replayed = host::replay::replay(&log, &modules).expect("the log replays");
     assert_eq!(replayed.entries, log.entries.len());
     assert_eq!(replayed.modules, vec![v1.clone()]);
     assert_eq!(replayed.winners, Some(winners.clone()));
@@ -124,7 +124,7 @@ async fn a_whole_match_replays_to_its_outcome_and_an_altered_action_is_caught_wh
     refused["entries"][altered_at]["input"]["action"]["action"] =
         json!({ "spell": "no such spell" });
     let refused: MatchLog = serde_json::from_value(refused).unwrap();
-    let divergence = host::replay::replay(&refused, &mut modules).unwrap_err();
+    let divergence = host::replay::replay(&refused, &modules).unwrap_err();
     assert_eq!(divergence.entry, Some(altered_at), "{divergence}");
     assert!(
         divergence.what.contains("refused") || divergence.what.contains("rules answered"),
@@ -140,14 +140,14 @@ async fn a_whole_match_replays_to_its_outcome_and_an_altered_action_is_caught_wh
         .unwrap();
     reseeded["entries"][0]["input"]["setup"]["seed"] = json!(seed ^ 1);
     let reseeded: MatchLog = serde_json::from_value(reseeded).unwrap();
-    let divergence = host::replay::replay(&reseeded, &mut modules).unwrap_err();
+    let divergence = host::replay::replay(&reseeded, &modules).unwrap_err();
     assert_eq!(divergence.entry, Some(0), "{divergence}");
     assert!(divergence.what.contains("state differs"), "{divergence}");
 
     // An entry dropped from the log: the next one no longer follows.
     let mut gapped = log.clone();
     gapped.entries.remove(altered_at);
-    let divergence = host::replay::replay(&gapped, &mut modules).unwrap_err();
+    let divergence = host::replay::replay(&gapped, &modules).unwrap_err();
     assert!(divergence.entry >= Some(altered_at), "{divergence}");
 
     // The command line, from saved files: 0 when identical, 1 with the entry where not.
@@ -221,8 +221,8 @@ async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_redis(
 
     // Replayed across both versions, with each version's own code.
     let both = rules_dir(&[("v1.wasm", &v1_bytes), ("v2.wasm", &v2_bytes)]);
-    let mut modules = modules_in(&both, &log).await;
-    let replayed = host::replay::replay(&log, &mut modules).expect("the log replays");
+    let modules = modules_in(&both, &log).await;
+    let replayed = host::replay::replay(&log, &modules).expect("the log replays");
     assert_eq!(replayed.modules, vec![v1.clone(), v2.clone()]);
     assert_eq!(replayed.winners, log.winners);
     // Natively, the game's crate carries the match over with its own migration.
