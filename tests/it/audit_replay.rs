@@ -33,6 +33,47 @@ async fn modules_in(
     host::replay::modules_for(log, &crate::support::engine(), Some(dir), None).await
 }
 
+/// Every match message `player` got carries the version of the change that made it: never
+/// going back, each view a new version, and every view's version one the match log recorded.
+fn assert_versions_in_order(player: &Player, log: &MatchLog) {
+    let events = [
+        "matchFound",
+        "gameEvent",
+        "view",
+        "gameOver",
+        "opponentDisconnected",
+        "opponentReconnected",
+    ];
+    let mut last = 0;
+    for (i, message) in player.received_of(&events).iter().enumerate() {
+        let version = message["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("message {i} of {} has no version: {message}", player.id));
+        assert!(
+            version >= last,
+            "{}: version {version} after {last}",
+            player.id
+        );
+        last = version;
+    }
+    let views: Vec<u64> = player
+        .received("view")
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert!(
+        views.windows(2).all(|w| w[0] < w[1]),
+        "{}: {views:?}",
+        player.id
+    );
+    let logged: std::collections::HashSet<u64> = log.entries.iter().map(|e| e.version).collect();
+    assert!(
+        views.iter().all(|v| logged.contains(v)),
+        "{}: views {views:?}, log {logged:?}",
+        player.id
+    );
+}
+
 /// `gamehost replay <args>` with `env`: exit code and standard output.
 fn replay_command(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new(gamehost_binary())
@@ -93,6 +134,9 @@ async fn a_whole_match_replays_to_its_outcome_and_an_altered_action_is_caught_wh
     let winners: Vec<String> = serde_json::from_value(over["winners"].clone()).unwrap();
     assert_eq!(log.winners.as_ref(), Some(&winners));
     assert_eq!(log.entries.last().unwrap().winners.as_ref(), Some(&winners));
+    for player in [&a, &b] {
+        assert_versions_in_order(player, &log);
+    }
     let versions: Vec<u64> = log.entries.iter().map(|e| e.version).collect();
     assert!(
         versions.windows(2).all(|w| w[0] < w[1]),
@@ -210,6 +254,9 @@ async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_redis(
         .iter()
         .position(|e| matches!(&e.input, Input::Migrate { from } if *from == v1))
         .unwrap_or_else(|| panic!("a migration from v1 is logged: {raw}"));
+    for player in [&a, &b] {
+        assert_versions_in_order(player, &log);
+    }
     assert!(
         log.entries[..migration].iter().all(|e| e.module == v1),
         "{raw}"

@@ -143,7 +143,9 @@ async function authoritative() {
 
   for (const c of [a, b]) {
     const over = await next(c, "gameOver");
-    assert.deepEqual(over, { roomId, winners: [b.socket.id] });
+    const { version, ...rest } = over;
+    assert.deepEqual(rest, { roomId, winners: [b.socket.id] });
+    assert.equal(typeof version, "number", "the version of the change that ended it");
     const resolved = c.seen.filter((e) => e.event === "gameEvent" && e.data.event.type === "roundResolved");
     assert.equal(resolved.length, 1);
     assert.equal(resolved[0].data.event.fallen[0], a.socket.id);

@@ -237,7 +237,7 @@ impl Gateway {
                     let state = resumed.game.for_player(resumed.view.clone());
                     let _ = socket.emit(
                         "resumed",
-                        &json!({ "roomId": room, "turn": turn, "view": resumed.view, "roundEndsAt": ends, "state": state }),
+                        &json!({ "roomId": room, "turn": turn, "version": resumed.game.version, "view": resumed.view, "roundEndsAt": ends, "state": state }),
                     );
                 }
                 Err(error) => tracing::warn!(player, room, %error, "could not resume"),

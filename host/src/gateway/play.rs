@@ -43,7 +43,7 @@ impl Gateway {
         };
         match self.inner.matches.view(&get.room_id, &request.player).await {
             Ok((game, view)) => {
-                let body = json!({ "roomId": get.room_id, "turn": game.turn, "view": view, "roundEndsAt": game.round_ends_at });
+                let body = json!({ "roomId": get.room_id, "turn": game.turn, "version": game.version, "view": view, "roundEndsAt": game.round_ends_at });
                 request.answer(&socket, "view", &body)
             }
             Err(error) => request.refuse(&socket, error.into()),

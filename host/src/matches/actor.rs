@@ -193,8 +193,11 @@ impl Actor {
     {
         for _ in 0..MAX_ATTEMPTS {
             let settings = self.hub().settings.clone();
-            let Some(change) = compute(self.game.clone(), self.module.clone(), settings).await?
-            else {
+            // The computation sees the version its change will be stored under, so that every
+            // message it makes carries it: a client orders and de-duplicates by it.
+            let mut base = self.game.clone();
+            base.version += 1;
+            let Some(change) = compute(base, self.module.clone(), settings).await? else {
                 return Ok(T::default());
             };
             let mut next = change.next;
@@ -337,6 +340,7 @@ impl Actor {
             async move {
                 let slot = game.slot_mut(&player).ok_or(MatchError::NotInRoom)?;
                 slot.state = state.clone();
+                // The original's broadcast, exactly: `{playerId, state}` (no version).
                 #[derive(Serialize)]
                 #[serde(rename_all = "camelCase")]
                 struct Updated<'a> {
@@ -384,11 +388,13 @@ impl Actor {
                     room_id: &'a str,
                     player_id: &'a str,
                     reconnect_within_ms: u64,
+                    version: u64,
                 }
                 let body = payload(&Gone {
                     room_id: &game.room_id,
                     player_id: &player,
                     reconnect_within_ms: grace.as_millis() as u64,
+                    version: game.version,
                 });
                 let messages = to_others(&game, &player, "opponentDisconnected", body);
                 Ok(Some(Change {
@@ -420,10 +426,12 @@ impl Actor {
                     struct Back<'a> {
                         room_id: &'a str,
                         player_id: &'a str,
+                        version: u64,
                     }
                     let body = payload(&Back {
                         room_id: &game.room_id,
                         player_id: &player,
+                        version: game.version,
                     });
                     messages = to_others(&game, &player, "opponentReconnected", body);
                 }

@@ -40,6 +40,7 @@ pub(super) fn match_found(game: &GameState) -> Message {
     struct MatchFound<'a> {
         room_id: &'a str,
         players: Vec<FoundSeat<'a>>,
+        version: u64,
     }
     #[derive(Serialize)]
     struct FoundSeat<'a> {
@@ -62,6 +63,7 @@ pub(super) fn match_found(game: &GameState) -> Message {
                     bot: slot.bot,
                 })
                 .collect(),
+            version: game.version,
         }),
     )
 }
@@ -91,12 +93,14 @@ pub(super) fn announcements(game: &GameState, transition: &Transition) -> Vec<Me
         room_id: &'a str,
         turn: u64,
         event: &'a RawValue,
+        version: u64,
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct ViewEvent<'a> {
         room_id: &'a str,
         turn: u64,
+        version: u64,
         view: &'a RawValue,
         #[serde(skip_serializing_if = "Option::is_none")]
         round_ends_at: Option<u64>,
@@ -106,6 +110,7 @@ pub(super) fn announcements(game: &GameState, transition: &Transition) -> Vec<Me
     struct GameOver<'a> {
         room_id: &'a str,
         winners: &'a [PlayerId],
+        version: u64,
     }
     let room = game.room_id.as_str();
     let mut messages = Vec::new();
@@ -114,6 +119,7 @@ pub(super) fn announcements(game: &GameState, transition: &Transition) -> Vec<Me
             room_id: room,
             turn: transition.turn,
             event: &event.event,
+            version: game.version,
         });
         let to = match &event.to {
             None => everyone(game),
@@ -126,6 +132,7 @@ pub(super) fn announcements(game: &GameState, transition: &Transition) -> Vec<Me
         let body = payload(&ViewEvent {
             room_id: room,
             turn: transition.turn,
+            version: game.version,
             view: &view.view,
             round_ends_at: game.round_ends_at,
         });
@@ -135,6 +142,7 @@ pub(super) fn announcements(game: &GameState, transition: &Transition) -> Vec<Me
         let body = payload(&GameOver {
             room_id: room,
             winners: &outcome.winners,
+            version: game.version,
         });
         messages.push(Message::new(everyone(game), "gameOver", body));
     }
