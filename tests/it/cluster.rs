@@ -90,12 +90,13 @@ async fn a_match_with_its_players_on_two_instances_plays_to_the_end() {
         player.first_where("view", |v| v["turn"] == 2).await;
     }
 
-    // Round 2: lightning on each other: a draw.
+    // Round 2: lightning on each other: a draw, stored as version 5 (the setup, then one
+    // version per action).
     strike_each_other(&a, &b, &room).await;
     for player in [&a, &b] {
         assert_eq!(
             player.next("gameOver").await,
-            json!({ "roomId": room, "winners": [] })
+            json!({ "roomId": room, "winners": [], "version": 5 })
         );
     }
     settle().await;

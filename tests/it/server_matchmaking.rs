@@ -176,10 +176,11 @@ async fn a_rust_client_match_plays_to_its_end_with_each_player_seeing_only_itsel
         json!({ "roomId": room, "action": { "spell": "lightning", "target": a_at } }),
     )
     .await;
+    // The setup was version 1, each action one more.
     for player in [&a, &b] {
         assert_eq!(
             player.next("gameOver").await,
-            json!({ "roomId": room, "winners": [] })
+            json!({ "roomId": room, "winners": [], "version": 3 })
         );
     }
     let state = a.request("getGameState", json!({ "roomId": room })).await["state"].clone();
