@@ -136,6 +136,18 @@ impl Modules {
         Ok(())
     }
 
+    /// Adopts every active version the fleet's store names. Activations are announced on a
+    /// channel, and a message sent while this instance's subscription was down (Redis
+    /// restarting, unreachable) is lost for good: without this, two instances could each
+    /// move the same match to the version it believes active, back and forth (seen in the
+    /// chaos run).
+    pub async fn reconcile(&self) -> Result<(), ModuleError> {
+        for (game, version) in self.store.active_modules().await? {
+            self.adopt(&game, &version).await?;
+        }
+        Ok(())
+    }
+
     /// Another instance made `version` active for `game`: follow.
     pub async fn adopt(&self, game: &str, version: &str) -> Result<(), ModuleError> {
         if self

@@ -62,7 +62,7 @@ impl Cluster {
         }
     }
 
-    /// Heartbeats and reaps until dropped.
+    /// Heartbeats, catches up with the fleet's active modules, and reaps until dropped.
     pub async fn heartbeat(self) {
         let mut tick = tokio::time::interval(self.heartbeat_ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -86,6 +86,9 @@ impl Cluster {
                         self.write_back().await;
                     }
                     was_up = true;
+                    if let Err(error) = self.modules.reconcile().await {
+                        tracing::warn!(%error, "could not read the fleet's active modules");
+                    }
                 }
                 Err(error) => {
                     if was_up {

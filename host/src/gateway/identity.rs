@@ -232,6 +232,9 @@ impl Gateway {
                 Ok(resumed) => {
                     let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
                     self.join_room(socket, room.clone());
+                    if resumed.told {
+                        return;
+                    }
                     let turn = resumed.game.turn;
                     let ends = resumed.game.round_ends_at;
                     let state = resumed.game.for_player(resumed.view.clone());

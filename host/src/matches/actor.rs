@@ -408,10 +408,13 @@ impl Actor {
         .await
     }
 
+    /// The player is back on `socket`: a change, whose messages include the player's own
+    /// `resumed`, so that it reaches the player in version order with everything else (sent
+    /// apart, it could arrive after a newer message the new socket already got).
     async fn reconnected(&mut self, player: &str, socket: &str) -> Result<Resumed, MatchError> {
         let instance = self.instance().to_string();
         let player = player.to_string();
-        self.change(|mut game, _, _| {
+        self.change(|mut game, module, _| {
             let (player, socket, instance) = (player.clone(), socket.to_string(), instance.clone());
             async move {
                 let slot = game.slot_mut(&player).ok_or(MatchError::NotInRoom)?;
@@ -435,6 +438,9 @@ impl Actor {
                     });
                     messages = to_others(&game, &player, "opponentReconnected", body);
                 }
+                let (state, who) = (game.game_data.clone(), player.clone());
+                let view = call(&module, move |m| m.view(&state, &who)).await?;
+                messages.push(resumed(&game, &player, view));
                 Ok(Some(Change {
                     next: game,
                     messages,
@@ -448,6 +454,7 @@ impl Actor {
         Ok(Resumed {
             game: self.game.clone(),
             view,
+            told: true,
         })
     }
 

@@ -180,3 +180,26 @@ pub(super) fn to_others(
         .map(|p| Message::new(To::Player(p.id.clone()), event, body.clone()))
         .collect()
 }
+
+/// `resumed`, to a player back in its match: where the match is, as this player sees it.
+pub(super) fn resumed(game: &GameState, player: &str, view: Box<RawValue>) -> Message {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Resumed<'a> {
+        room_id: &'a str,
+        turn: u64,
+        version: u64,
+        view: &'a RawValue,
+        round_ends_at: Option<u64>,
+        state: GameState,
+    }
+    let body = payload(&Resumed {
+        room_id: &game.room_id,
+        turn: game.turn,
+        version: game.version,
+        view: &view,
+        round_ends_at: game.round_ends_at,
+        state: game.for_player(view.clone()),
+    });
+    Message::new(To::Player(player.to_string()), "resumed", body)
+}

@@ -232,6 +232,9 @@ impl From<StoreError> for MatchError {
 pub struct Resumed {
     pub game: GameState,
     pub view: Box<RawValue>,
+    /// Whether the player was sent `resumed` with the change that brought it back (in
+    /// version order); a finished match has no change, and the caller tells the player.
+    pub told: bool,
 }
 
 enum Command {
@@ -570,7 +573,11 @@ impl Matches {
         {
             Err(MatchError::Finished) => {
                 let (game, view) = self.finished_view(room, player).await?;
-                Ok(Resumed { game, view })
+                Ok(Resumed {
+                    game,
+                    view,
+                    told: false,
+                })
             }
             other => other,
         }
