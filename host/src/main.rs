@@ -140,9 +140,10 @@ struct ReplayArgs {
     /// The log as `GET /matches/<room>/log` answers it; `-` reads standard input.
     #[arg(required_unless_present = "room", conflicts_with = "room")]
     log: Option<PathBuf>,
-    /// Read the log of this room from the store at REDIS_URL instead.
+    /// Read the log of this room from the store at REDIS_URL instead; repeat it to audit
+    /// several matches in one run (one line each).
     #[arg(long)]
-    room: Option<String>,
+    room: Vec<String>,
 }
 
 impl Args {
@@ -209,74 +210,131 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `gamehost replay`: the exit code.
+/// `gamehost replay`: the exit code, the worst of every log's (0 identical, 1 diverged, 2
+/// could not run).
 async fn replay_command(args: Args, replay: ReplayArgs) -> i32 {
-    match load_and_replay(args, replay).await {
-        Ok(Ok(replayed)) => {
-            println!(
-                "identical: {} entries ({} rules calls) on module versions {:?}; outcome {}",
-                replayed.entries,
-                replayed.rules_calls,
-                replayed.modules,
-                match &replayed.winners {
-                    Some(winners) if winners.is_empty() => "a draw".to_string(),
-                    Some(winners) => format!("won by {winners:?}"),
-                    None => "still running".to_string(),
-                }
-            );
-            0
-        }
-        Ok(Err(divergence)) => {
-            println!("diverged at {divergence}");
-            1
-        }
+    let setup = match ReplaySetup::new(&args).await {
+        Ok(setup) => setup,
         Err(error) => {
             eprintln!("gamehost replay: {error:#}");
-            2
+            return 2;
         }
+    };
+    let logs: Vec<(Option<&str>, LogSource)> = match &replay.log {
+        Some(path) => vec![(None, LogSource::File(path))],
+        None => replay
+            .room
+            .iter()
+            .map(|room| (Some(room.as_str()), LogSource::Room(room)))
+            .collect(),
+    };
+    let mut worst = 0;
+    for (room, source) in logs {
+        let said = |line: String| match room {
+            Some(room) => format!("{room}: {line}"),
+            None => line,
+        };
+        let code = match setup.replay(source).await {
+            Ok(Ok(replayed)) => {
+                println!("{}", said(identical(&replayed)));
+                0
+            }
+            Ok(Err(divergence)) => {
+                println!("{}", said(format!("diverged at {divergence}")));
+                1
+            }
+            Err(error) => {
+                eprintln!("gamehost replay: {}", said(format!("{error:#}")));
+                2
+            }
+        };
+        worst = worst.max(code);
     }
+    worst
 }
 
-async fn load_and_replay(
-    args: Args,
-    replay: ReplayArgs,
-) -> anyhow::Result<Result<host::replay::Replayed, host::replay::Divergence>> {
-    use anyhow::Context;
-    let store = match args.redis_url.as_deref().filter(|url| !url.is_empty()) {
-        Some(url) => Some(host::store::Store::Redis(
-            host::store::RedisStore::connect(url, &args.redis_prefix, Duration::from_secs(5))
-                .await
-                .with_context(|| format!("cannot reach Redis at {url}"))?,
-        )),
-        None => None,
-    };
-    let log: host::model::MatchLog = match (&replay.log, &replay.room) {
-        (Some(path), _) => {
-            let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-            } else {
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?
-            };
-            serde_json::from_str(&text).context("the file is not a match log")?
+fn identical(replayed: &host::replay::Replayed) -> String {
+    format!(
+        "identical: {} entries ({} rules calls) on module versions {:?}; outcome {}",
+        replayed.entries,
+        replayed.rules_calls,
+        replayed.modules,
+        match &replayed.winners {
+            Some(winners) if winners.is_empty() => "a draw".to_string(),
+            Some(winners) => format!("won by {winners:?}"),
+            None => "still running".to_string(),
         }
-        (None, Some(room)) => {
-            let store = store.as_ref().context(
-                "--room reads the log from the store: set REDIS_URL (a lone instance keeps its \
-                 matches in memory: save GET /matches/<room>/log and replay the file)",
-            )?;
-            let game = store
-                .game(room)
-                .await?
-                .with_context(|| format!("no match is stored under {room}"))?;
-            game.log(store.match_log(room).await?)
-        }
-        (None, None) => anyhow::bail!("give a log file or --room"),
-    };
-    let engine = host::runtime::RulesEngine::new(Limits::default())?;
-    let modules =
-        host::replay::modules_for(&log, &engine, Some(&args.rules_dir), store.as_ref()).await;
-    Ok(host::replay::replay(&log, &modules))
+    )
+}
+
+/// Where `gamehost replay` reads a log.
+enum LogSource<'a> {
+    File(&'a std::path::Path),
+    Room(&'a str),
+}
+
+/// What every replay of one `gamehost replay` run shares: the engine, the rules folder and
+/// the store.
+struct ReplaySetup {
+    engine: host::runtime::RulesEngine,
+    rules_dir: PathBuf,
+    store: Option<host::store::Store>,
+}
+
+impl ReplaySetup {
+    async fn new(args: &Args) -> anyhow::Result<ReplaySetup> {
+        use anyhow::Context;
+        let store = match args.redis_url.as_deref().filter(|url| !url.is_empty()) {
+            Some(url) => Some(host::store::Store::Redis(
+                host::store::RedisStore::connect(url, &args.redis_prefix, Duration::from_secs(5))
+                    .await
+                    .with_context(|| format!("cannot reach Redis at {url}"))?,
+            )),
+            None => None,
+        };
+        Ok(ReplaySetup {
+            engine: host::runtime::RulesEngine::new(Limits::default())?,
+            rules_dir: args.rules_dir.clone(),
+            store,
+        })
+    }
+
+    async fn replay(
+        &self,
+        source: LogSource<'_>,
+    ) -> anyhow::Result<Result<host::replay::Replayed, host::replay::Divergence>> {
+        use anyhow::Context;
+        let log: host::model::MatchLog = match source {
+            LogSource::File(path) => {
+                let text = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                } else {
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                };
+                serde_json::from_str(&text).context("the file is not a match log")?
+            }
+            LogSource::Room(room) => {
+                let store = self.store.as_ref().context(
+                    "--room reads the log from the store: set REDIS_URL (a lone instance keeps \
+                     its matches in memory: save GET /matches/<room>/log and replay the file)",
+                )?;
+                let game = store
+                    .game(room)
+                    .await?
+                    .with_context(|| format!("no match is stored under {room}"))?;
+                game.log(store.match_log(room).await?)
+            }
+        };
+        let modules = host::replay::modules_for(
+            &log,
+            &self.engine,
+            Some(&self.rules_dir),
+            self.store.as_ref(),
+        )
+        .await;
+        Ok(host::replay::replay(&log, &modules))
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -288,6 +288,11 @@ async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_redis(
     assert!(said.contains(&v1) && said.contains(&v2), "{said}");
     let (code, said) = replay_command(&["--room", "no-such-room"], &env);
     assert_eq!(code, 2, "{said}");
+    // Several rooms in one run: a line each, and the worst exit code.
+    let (code, said) = replay_command(&["--room", &room, "--room", "no-such-room"], &env);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains(&format!("{room}: identical")), "{said}");
+    assert!(said.contains("no-such-room: no match is stored"), "{said}");
     let (code, said) = replay_command(
         &["--room", &room],
         &[("RULES_DIR", empty.to_str().unwrap())],

@@ -18,10 +18,22 @@ pub type Outbox = mpsc::UnboundedSender<(String, Value)>;
 
 /// Connects a Socket.IO client (no automatic reconnection) whose events arrive in an [`Inbox`].
 pub async fn connect(url: &str) -> anyhow::Result<(Client, Inbox, Outbox)> {
+    connect_as(url, None).await
+}
+
+/// [`connect`] with a handshake `auth` (`{playerId, resumeToken}` to resume). The server's
+/// refusal (`connect_error`), like any error the client reports, arrives as `"__error"` with
+/// its message.
+pub async fn connect_as(url: &str, auth: Option<Value>) -> anyhow::Result<(Client, Inbox, Outbox)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let events = tx.clone();
     let closed = tx.clone();
-    let client = ClientBuilder::new(url)
+    let errors = tx.clone();
+    let mut builder = ClientBuilder::new(url);
+    if let Some(auth) = auth {
+        builder = builder.auth(auth);
+    }
+    let client = builder
         .reconnect(false)
         .on_any(move |event, payload, _| {
             let tx = events.clone();
@@ -39,6 +51,14 @@ pub async fn connect(url: &str) -> anyhow::Result<(Client, Inbox, Outbox)> {
         })
         .on(Event::Close, move |_, _| {
             let _ = closed.send(("__closed".into(), Value::Null));
+            async {}.boxed()
+        })
+        .on(Event::Error, move |payload, _| {
+            let message = match payload {
+                Payload::Text(mut values) if !values.is_empty() => values.swap_remove(0),
+                _ => Value::Null,
+            };
+            let _ = errors.send(("__error".into(), message));
             async {}.boxed()
         })
         .connect()

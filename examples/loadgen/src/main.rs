@@ -12,6 +12,8 @@
 //! # what 10,000 connections that send their connect and reset at once leave behind
 //! cargo run --release -p loadgen -- churn --urls http://127.0.0.1:3030 --connections 10000 --pids 1234
 //! # 1,000 players join liar's dice over three levels at once, on three instances
+//! # a chaos run: its own Redis and 3 instances, 16 players, faults at random for 2 minutes
+//! cargo run -p loadgen -- chaos --secs 120
 //! cargo run --release -p loadgen -- matchmaking --urls http://127.0.0.1:3030,http://127.0.0.1:3031,http://127.0.0.1:3032 --players 1000 --game liars-dice --levels 3
 //! ```
 //!
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+mod chaos;
 mod churn;
 mod matchmaking;
 mod relay;
@@ -142,6 +145,38 @@ enum Mode {
         /// How long a player may wait for its match.
         #[arg(long, default_value_t = 60)]
         limit_secs: u64,
+    },
+    /// Starts its own Redis (behind a proxy it controls) and `gamehost` instances, plays with
+    /// players that reconnect and resume, injects faults at random (kill -9, SIGTERM, Redis
+    /// restart, Redis slow or unreachable, module swap and rollback), then checks that nothing
+    /// was lost, doubled or reordered and that every match replays. Exits 1 if an invariant
+    /// broke.
+    Chaos {
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        #[arg(long, default_value_t = 16)]
+        players: usize,
+        /// How long faults are injected (at least one of each kind, whatever this says).
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+        /// The mean pause between faults.
+        #[arg(long, default_value_t = 3000)]
+        fault_every_ms: u64,
+        /// How long matches may take to finish once the faults stop.
+        #[arg(long, default_value_t = 60)]
+        drain_secs: u64,
+        /// The `gamehost` binary (default: the one beside this program).
+        #[arg(long)]
+        gamehost: Option<std::path::PathBuf>,
+        /// Where the rules modules are (default: `rules/` beside this program's folder).
+        #[arg(long)]
+        rules_dir: Option<std::path::PathBuf>,
+        /// Where to keep Redis's files and the instances' logs.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Seeds the faults' kinds and timing (printed at the start of every run).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Connections that send their connect and reset at once; reports what the servers kept of
     /// them (mappings, sessions, memory).
@@ -320,6 +355,37 @@ async fn main() -> Result<()> {
             pids,
             settle_secs,
         } => churn::churn(urls, connections, pids, Duration::from_secs(settle_secs)).await,
+        Mode::Chaos {
+            instances,
+            players,
+            secs,
+            fault_every_ms,
+            drain_secs,
+            gamehost,
+            rules_dir,
+            dir,
+            seed,
+        } => {
+            let beside = std::env::current_exe()?
+                .parent()
+                .context("this program's folder")?
+                .to_path_buf();
+            let settings = chaos::Chaos {
+                instances,
+                players,
+                length: Duration::from_secs(secs),
+                drain: Duration::from_secs(drain_secs),
+                fault_every: Duration::from_millis(fault_every_ms),
+                gamehost: gamehost.unwrap_or_else(|| beside.join("gamehost")),
+                rules_dir: rules_dir.unwrap_or_else(|| beside.join("../rules")),
+                dir,
+                seed,
+            };
+            if !chaos::chaos(settings).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Mode::Matchmaking {
             urls,
             players,
