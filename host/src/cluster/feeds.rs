@@ -35,6 +35,8 @@ const CATCH_UP_AFTER_LOSS: [Duration; 5] = [
     Duration::from_secs(5),
     Duration::from_secs(10),
 ];
+/// When a room's log that could not be read is read again.
+const RETRY_CATCH_UP: Duration = Duration::from_millis(500);
 /// Room messages that may wait for the follower (a lost one is read back from the log).
 const INCOMING_CAPACITY: usize = 65_536;
 
@@ -57,7 +59,12 @@ pub struct Feeds {
 struct Shared {
     store: RedisStore,
     commands: mpsc::UnboundedSender<Command>,
+    delivered: Delivered,
 }
+
+/// The last version of each followed room delivered here (the rooms' cursors, readable outside
+/// the follower).
+type Delivered = Arc<std::sync::Mutex<HashMap<String, u64>>>;
 
 enum Command {
     Follow {
@@ -82,6 +89,7 @@ struct Seated {
 pub struct FeedsTask {
     store: RedisStore,
     commands: mpsc::UnboundedReceiver<Command>,
+    delivered: Delivered,
 }
 
 impl Feeds {
@@ -91,13 +99,16 @@ impl Feeds {
             return (Feeds::default(), None);
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let delivered = Delivered::default();
         let shared = Shared {
             store: redis.clone(),
             commands: tx,
+            delivered: delivered.clone(),
         };
         let task = FeedsTask {
             store: redis.clone(),
             commands: rx,
+            delivered,
         };
         (
             Feeds {
@@ -124,6 +135,19 @@ impl Feeds {
         if shared.commands.send(command).is_ok() {
             let _ = caught_up.await;
         }
+    }
+
+    /// The last version of `room` this instance delivered from the room's feed (0 if none).
+    pub fn delivered(&self, room: &str) -> u64 {
+        self.shared.as_ref().map_or(0, |shared| {
+            shared
+                .delivered
+                .lock()
+                .unwrap()
+                .get(room)
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     /// `socket` is gone from this instance.
@@ -189,6 +213,9 @@ pub struct Follower {
     rooms: HashMap<String, Feed>,
     /// Which room each following socket plays in.
     sockets: HashMap<String, String>,
+    delivered: Delivered,
+    /// A room's log could not be read: read every followed room's log again shortly.
+    retry_soon: bool,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +258,8 @@ impl Follower {
             gateway,
             rooms: HashMap::new(),
             sockets: HashMap::new(),
+            delivered: task.delivered,
+            retry_soon: false,
         })
     }
 
@@ -256,6 +285,9 @@ impl Follower {
                     catch_ups.pop_front();
                     self.catch_up_all().await;
                 }
+            }
+            if std::mem::take(&mut self.retry_soon) {
+                catch_ups.push_front(Instant::now() + RETRY_CATCH_UP);
             }
         }
     }
@@ -335,6 +367,7 @@ impl Follower {
             return;
         }
         self.rooms.remove(room);
+        self.delivered.lock().unwrap().remove(room);
         if let Err(error) = self
             .bus
             .unsubscribe_channel(&self.store.room_channel(room))
@@ -392,6 +425,13 @@ impl Follower {
         }
         if version > cursor + 1 {
             self.catch_up(room, Some(version)).await;
+            let caught_up = self.rooms.get(room).map_or(0, |feed| feed.cursor);
+            if caught_up + 1 < version && self.retry_soon {
+                // The versions between could not be read: deliver nothing past the gap (the
+                // players would get this one before them); the log has this one too, and is
+                // read again shortly (found by the chaos run).
+                return;
+            }
         }
         self.deliver(room, version, messages).await;
     }
@@ -404,6 +444,10 @@ impl Follower {
             return;
         }
         feed.cursor = version;
+        self.delivered
+            .lock()
+            .unwrap()
+            .insert(room.to_string(), version);
         self.matches.announced(room, version, messages).await;
     }
 
@@ -416,6 +460,7 @@ impl Follower {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(room, %error, "could not read the room's log");
+                self.retry_soon = true;
                 return;
             }
         };

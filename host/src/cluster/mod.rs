@@ -67,6 +67,11 @@ impl Cluster {
         let mut tick = tokio::time::interval(self.heartbeat_ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_up = true;
+        // When the store came back after an outage: the others lost it too, most likely, and
+        // their heartbeats expired meanwhile. Reaping them before they beat again would take
+        // live instances' players out of their matches (and refuse the write-back of what
+        // those instances played alone meanwhile: found by the chaos run).
+        let mut back_since: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
             if self.gateway.draining() {
@@ -84,6 +89,7 @@ impl Cluster {
                             "the shared store is back: writing this instance's state back"
                         );
                         self.write_back().await;
+                        back_since = Some(tokio::time::Instant::now());
                     }
                     was_up = true;
                     if let Err(error) = self.modules.reconcile().await {
@@ -97,6 +103,9 @@ impl Cluster {
                     was_up = false;
                     continue;
                 }
+            }
+            if back_since.is_some_and(|since| since.elapsed() < self.heartbeat_ttl * 2) {
+                continue;
             }
             match self.store.claim_dead_instances(&self.instance_id).await {
                 Ok(dead) => {

@@ -47,6 +47,10 @@ impl SocketOutbox {
 }
 
 impl Outbox for SocketOutbox {
+    fn delivered(&self, room: &str) -> u64 {
+        self.feeds.delivered(room)
+    }
+
     fn deliver_here(&self, messages: Vec<Message>) -> Delivery<'_> {
         Box::pin(self.deliver(messages))
     }

@@ -225,8 +225,14 @@ impl Actor {
                     }
                     continue;
                 }
-                Err(StoreError::Unavailable(_)) if self.all_players_local() => {
-                    // Nobody elsewhere can change this match meanwhile: go on in memory.
+                Err(StoreError::Unavailable(_))
+                    if self.all_players_local()
+                        && self.hub().outbox.delivered(&self.game.room_id) < next.version =>
+                {
+                    // Nobody elsewhere can change this match meanwhile: go on in memory. Unless
+                    // this instance already delivered this version from the fleet: then this
+                    // copy is behind (another actor went on), and what it computed must not
+                    // reach players who saw newer (found by the chaos run).
                     self.unsaved = true;
                     self.unlogged = log;
                     deliver_here = true;

@@ -82,6 +82,10 @@ pub trait Outbox: Send + Sync + 'static {
     /// A match was set up (and stored) in `room` with these players' sockets, each on its
     /// instance: they hear the room from its first message on.
     fn seated<'a>(&'a self, room: &'a str, seats: Vec<SocketAt>) -> Delivery<'a>;
+    /// The last version of `room` delivered here through the fleet (0 when none, or alone).
+    fn delivered(&self, _room: &str) -> u64 {
+        0
+    }
 }
 
 /// Where a player of a new match is: its socket, on its instance.

@@ -290,6 +290,7 @@ impl Session {
     /// A match message: recorded, then played on. `false` when there is nothing left to play.
     async fn heard(&mut self, event: &str, data: &Value) -> bool {
         let room = data["roomId"].as_str().unwrap_or_default().to_string();
+        let mut ended_while_away = false;
         {
             let mut journal = self.journal.lock().unwrap();
             let player = journal.player.clone().unwrap_or_default();
@@ -332,6 +333,15 @@ impl Session {
                 }
                 _ => {}
             }
+            // A match that ended while the player was away resumes as its final state.
+            if event == "resumed" && data["state"]["status"] == "finished" {
+                journal.room = None;
+                journal.matches_finished += 1;
+                ended_while_away = true;
+            }
+        }
+        if ended_while_away {
+            return self.queue().await;
         }
         match event {
             "view" | "resumed" => {
