@@ -229,19 +229,12 @@ impl Gateway {
                 .reconnected(&room, &player, &socket_id)
                 .await
             {
-                Ok(resumed) => {
+                Ok(finished) => {
                     let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
                     self.join_room(socket, room.clone());
-                    if resumed.told {
-                        return;
+                    if let Some(resumed) = finished {
+                        let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);
                     }
-                    let turn = resumed.game.turn;
-                    let ends = resumed.game.round_ends_at;
-                    let state = resumed.game.for_player(resumed.view.clone());
-                    let _ = socket.emit(
-                        "resumed",
-                        &json!({ "roomId": room, "turn": turn, "version": resumed.game.version, "view": resumed.view, "roundEndsAt": ends, "state": state }),
-                    );
                 }
                 Err(error) => tracing::warn!(player, room, %error, "could not resume"),
             }

@@ -417,7 +417,7 @@ impl Actor {
     /// The player is back on `socket`: a change, whose messages include the player's own
     /// `resumed`, so that it reaches the player in version order with everything else (sent
     /// apart, it could arrive after a newer message the new socket already got).
-    async fn reconnected(&mut self, player: &str, socket: &str) -> Result<Resumed, MatchError> {
+    async fn reconnected(&mut self, player: &str, socket: &str) -> Result<(), MatchError> {
         let instance = self.instance().to_string();
         let player = player.to_string();
         self.change(|mut game, module, _| {
@@ -455,13 +455,7 @@ impl Actor {
                 }))
             }
         })
-        .await?;
-        let view = self.view(&player).await?;
-        Ok(Resumed {
-            game: self.game.clone(),
-            view,
-            told: true,
-        })
+        .await
     }
 
     async fn forfeit(&mut self, player: &str) -> Result<(), MatchError> {

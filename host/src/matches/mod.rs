@@ -231,16 +231,6 @@ impl From<StoreError> for MatchError {
     }
 }
 
-/// What a returning player needs to pick up where it left off.
-#[derive(Debug, Clone)]
-pub struct Resumed {
-    pub game: GameState,
-    pub view: Box<RawValue>,
-    /// Whether the player was sent `resumed` with the change that brought it back (in
-    /// version order); a finished match has no change, and the caller tells the player.
-    pub told: bool,
-}
-
 enum Command {
     Act {
         player: PlayerId,
@@ -267,7 +257,7 @@ enum Command {
     Reconnected {
         player: PlayerId,
         socket: SocketId,
-        done: oneshot::Sender<Result<Resumed, MatchError>>,
+        done: oneshot::Sender<Result<(), MatchError>>,
     },
     /// The player's reconnection grace ran out.
     Forfeit {
@@ -559,13 +549,15 @@ impl Matches {
         }
     }
 
-    /// The player is back on `socket`.
+    /// The player is back on `socket`. A running match tells it `resumed` with the change that
+    /// brought it back, in version order with everything else: `Ok(None)`. A finished one has
+    /// no change to make: `Ok(Some(resumed))`, for the caller to send to the socket itself.
     pub async fn reconnected(
         &self,
         room: &str,
         player: &str,
         socket: &str,
-    ) -> Result<Resumed, MatchError> {
+    ) -> Result<Option<Message>, MatchError> {
         let (owned, socket) = (player.to_string(), socket.to_string());
         match self
             .ask(room, |done| Command::Reconnected {
@@ -575,15 +567,12 @@ impl Matches {
             })
             .await
         {
+            Ok(()) => Ok(None),
             Err(MatchError::Finished) => {
                 let (game, view) = self.finished_view(room, player).await?;
-                Ok(Resumed {
-                    game,
-                    view,
-                    told: false,
-                })
+                Ok(Some(announce::resumed(&game, player, view)))
             }
-            other => other,
+            Err(error) => Err(error),
         }
     }
 }

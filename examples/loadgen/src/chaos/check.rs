@@ -3,7 +3,7 @@
 //! violation it exists to catch.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A match's log as `GET /matches/<room>/log` answers it.
 pub type Log = abi::log::MatchLog<Value>;
@@ -81,18 +81,16 @@ pub fn exactly_once_in_order(seen: &[Seen]) -> Verdict {
 /// the rules' events and its view) reached it.
 pub fn nothing_missed_while_connected(seen: &[Seen], logs: &BTreeMap<String, Log>) -> Verdict {
     let mut verdict = Verdict::default();
-    let mut spans: BTreeMap<(&str, &str, u64), BTreeMap<u64, ()>> = BTreeMap::new();
+    let mut spans: BTreeMap<(&str, &str, u64), BTreeSet<u64>> = BTreeMap::new();
     for message in seen {
         spans
             .entry((&message.player, &message.room, message.connection))
             .or_default()
-            .insert(message.version, ());
+            .insert(message.version);
     }
     for ((player, room, connection), versions) in spans {
         let Some(log) = logs.get(room) else { continue };
-        let (Some((&first, _)), Some((&last, _))) =
-            (versions.first_key_value(), versions.last_key_value())
-        else {
+        let (Some(&first), Some(&last)) = (versions.first(), versions.last()) else {
             continue;
         };
         for entry in &log.entries {
@@ -101,7 +99,7 @@ pub fn nothing_missed_while_connected(seen: &[Seen], logs: &BTreeMap<String, Log
                 continue;
             }
             verdict.checked += 1;
-            if !versions.contains_key(&entry.version) {
+            if !versions.contains(&entry.version) {
                 verdict.violations.push(format!(
                     "{player} in {room}: nothing of version {} ({}) on connection {connection}, \
                      which saw versions {first} to {last}",
