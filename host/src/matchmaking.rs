@@ -57,6 +57,8 @@ pub enum Joined {
     /// A match can start: these waiting players (oldest first) leave the queue together with the
     /// one who joined.
     Matched { others: Vec<QueueEntry> },
+    /// The player already plays in this running match: it does not queue.
+    Playing { room: String },
 }
 
 /// The decision every store makes in one atomic step, given the live players waiting in one
@@ -298,7 +300,7 @@ mod tests {
     fn ids(joined: Joined) -> Vec<String> {
         match joined {
             Joined::Matched { others } => others.into_iter().map(|e| e.id).collect(),
-            Joined::Waiting => panic!("nobody was matched"),
+            other => panic!("nobody was matched: {other:?}"),
         }
     }
 

@@ -203,3 +203,68 @@ async fn a_round_that_runs_out_of_time_resolves_with_what_was_submitted() {
     let view = b.nth("view", 3).await;
     assert_eq!(view["turn"], 2);
 }
+
+/// A player seated in a match while its request to join a queue was still on its way is refused
+/// by the store itself, in the step that would queue it: the chaos run caught such a late join
+/// queueing a seated player again, who was then seated in a second match. Both stores, Redis a
+/// real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_arrives_after_the_player_was_seated_is_refused_by_the_store() {
+    use crate::cluster_support::unique_prefix;
+    use crate::support::bare_game;
+    use host::matchmaking::{Joined, Seating};
+    use host::model::{QueueEntry, Session};
+    use host::store::{MemoryStore, RedisStore, Store};
+    use std::time::Duration;
+
+    let redis = RedisStore::connect(
+        "redis://127.0.0.1:6379",
+        &unique_prefix(),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("the shared Redis");
+    let seating = Seating {
+        min: 2,
+        max: 2,
+        fill_after_ms: 60_000,
+    };
+    let entry = QueueEntry {
+        id: "p1".into(),
+        level: 1,
+    };
+    for store in [Store::Memory(MemoryStore::default()), Store::Redis(redis)] {
+        let session = Session {
+            player_id: "p1".into(),
+            token_sha256: "0".repeat(64),
+            socket_id: Some("s1".into()),
+            instance_id: Some("i".into()),
+            room_id: None,
+            expires_at: None,
+        };
+        store.claim_session(&session, "s1").await.unwrap();
+        let (record, mut game) = bare_game("r");
+        game.players = serde_json::from_value(json!([{
+            "id": "p1", "socketId": "s1", "instanceId": "i", "state": null, "level": 1,
+            "connected": true
+        }]))
+        .unwrap();
+        store.insert_match(&record, &game, &[], &[]).await.unwrap();
+
+        let stored = store.session("p1").await.unwrap().unwrap();
+        assert_eq!(stored.room_id.as_deref(), Some("r"), "seated in one step");
+        let late = store.join_queue("", &entry, "i", seating).await.unwrap();
+        assert!(
+            matches!(&late, Joined::Playing { room } if room == "r"),
+            "{late:?}"
+        );
+        assert!(store.queue_counts().await.unwrap().is_empty(), "not queued");
+
+        // Once the match is over, the player queues again.
+        game.status = host::model::Status::Finished;
+        game.version = 2;
+        store.replace_game(&game, 1, &[], &[]).await.unwrap();
+        let again = store.join_queue("", &entry, "i", seating).await.unwrap();
+        assert!(matches!(again, Joined::Waiting), "{again:?}");
+    }
+}

@@ -6,13 +6,16 @@
 //! when the last one leaves ([`Feeds::unfollow`]); an instance with no player in a match is
 //! never sent its messages. Chat goes to the same channel, unlogged.
 //!
-//! Exactly once, in order: each room has a cursor, the last version delivered here. A message
-//! at or below it is dropped; one past a gap is preceded by what the log holds in between. The
-//! log also serves an instance that subscribes after the match started (a match set up
+//! Exactly once, in order: each room has a [`Sequence`], whose cursor is the last version
+//! delivered here. This instance's own actors hand over what they store (or make in memory while
+//! Redis is away) as well, and whichever copy comes first counts. A version at or below the
+//! cursor is dropped; one past a gap waits for what the log holds in between. The log also
+//! serves an instance that subscribes after the match started (a match set up
 //! elsewhere tells it through its inbox, and it reads the room from the first version), and one
 //! whose connection was lost: Redis does not replay what it missed, so it reads every room's
 //! log again a few times while it reconnects and subscribes anew.
 
+use super::order::Sequence;
 use crate::gateway::Gateway;
 use crate::matches::{Matches, Message};
 use crate::redis_store::RedisStore;
@@ -75,6 +78,11 @@ enum Command {
     },
     Unfollow {
         socket: String,
+    },
+    Offer {
+        room: String,
+        version: u64,
+        messages: Vec<Message>,
     },
 }
 
@@ -150,6 +158,26 @@ impl Feeds {
         })
     }
 
+    /// Whether a follower orders this instance's deliveries (with Redis); without one, the
+    /// actors deliver themselves.
+    pub fn orders_deliveries(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// A change of `room` at `version` was stored by this instance, or made in memory while
+    /// Redis was away: its messages go to this instance's sockets in version order with what
+    /// the room's channel and log bring.
+    pub fn offer(&self, room: &str, version: u64, messages: Vec<Message>) {
+        if let Some(shared) = &self.shared {
+            let room = room.to_string();
+            let _ = shared.commands.send(Command::Offer {
+                room,
+                version,
+                messages,
+            });
+        }
+    }
+
     /// `socket` is gone from this instance.
     pub fn unfollow(&self, socket: &str) {
         if let Some(shared) = &self.shared {
@@ -192,12 +220,15 @@ impl Feeds {
 
 /// A room followed here.
 struct Feed {
-    /// The last version delivered here.
-    cursor: u64,
+    /// The versions delivered here, and those waiting for a gap to close.
+    sequence: Sequence<Vec<Message>>,
     /// This instance's sockets that play in the room.
     sockets: HashSet<String>,
     /// Whether Redis confirmed the subscription (else it is asked again at the next catch-up).
     subscribed: bool,
+    /// Sockets here that resumed at a stored version this feed has not delivered yet: their
+    /// `resumed` brings that state itself, so they are not sent the versions up to it.
+    resumed_at: HashMap<String, u64>,
 }
 
 /// The task that follows rooms for this instance.
@@ -216,6 +247,10 @@ pub struct Follower {
     delivered: Delivered,
     /// A room's log could not be read: read every followed room's log again shortly.
     retry_soon: bool,
+    /// A command taken from the queue while looking for actors' versions, to run next.
+    deferred: Option<Command>,
+    /// Rooms given actors' versions out of turn, to deliver next.
+    unsettled: HashSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +295,8 @@ impl Follower {
             sockets: HashMap::new(),
             delivered: task.delivered,
             retry_soon: false,
+            deferred: None,
+            unsettled: HashSet::new(),
         })
     }
 
@@ -267,8 +304,17 @@ impl Follower {
     pub async fn run(mut self) {
         let mut catch_ups: VecDeque<Instant> = VecDeque::new();
         loop {
+            if let Some(command) = self.deferred.take() {
+                self.command(command).await;
+            }
+            for room in std::mem::take(&mut self.unsettled) {
+                self.settle(&room, false).await;
+            }
             let next_catch_up = catch_ups.front().copied();
+            // Commands first: an actor here hands over each change it stored before its
+            // channel copy can arrive, and must not be overtaken by the next version's copy.
             tokio::select! {
+                biased;
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command).await,
                     None => return,
@@ -308,6 +354,14 @@ impl Follower {
                     self.leave(&room, &socket).await;
                 }
             }
+            Command::Offer {
+                room,
+                version,
+                messages,
+            } => {
+                tracing::debug!(room, version, "version from this instance's actor");
+                self.take(&room, version, messages).await
+            }
         }
     }
 
@@ -317,9 +371,18 @@ impl Follower {
         {
             self.leave(&before, &socket).await;
         }
-        if let Some(feed) = self.rooms.get_mut(&room) {
-            feed.sockets.insert(socket);
-            return;
+        if self.rooms.contains_key(&room) {
+            let resumed_at = match from {
+                From::First => None,
+                From::Now => self.store.room_version(&room).await.ok().flatten(),
+            };
+            if let Some(feed) = self.rooms.get_mut(&room) {
+                if let Some(version) = resumed_at.filter(|v| *v > feed.sequence.cursor()) {
+                    feed.resumed_at.insert(socket.clone(), version);
+                }
+                feed.sockets.insert(socket);
+                return;
+            }
         }
         let subscribed = self.subscribe(&room).await;
         // Read after subscribing: whatever is stored later is published to us.
@@ -334,13 +397,14 @@ impl Follower {
             },
         };
         let feed = Feed {
-            cursor,
+            sequence: Sequence::after(cursor),
             sockets: HashSet::from([socket]),
             subscribed,
+            resumed_at: HashMap::new(),
         };
         self.rooms.insert(room.clone(), feed);
         if from == From::First {
-            self.catch_up(&room, None).await;
+            self.catch_up(&room).await;
         }
     }
 
@@ -363,6 +427,7 @@ impl Follower {
             return;
         };
         feed.sockets.remove(socket);
+        feed.resumed_at.remove(socket);
         if !feed.sockets.is_empty() {
             return;
         }
@@ -406,7 +471,11 @@ impl Follower {
                         version: Some(version),
                         messages,
                     },
-            }) if event == "stateChanged" => self.versioned(&room, version, messages).await,
+            }) if event == "stateChanged" => {
+                tracing::debug!(room, version, "version from the room's channel");
+                self.absorb_offers();
+                self.take(&room, version, messages).await
+            }
             Ok(Envelope { data, .. }) if data.version.is_none() => {
                 self.matches.relay(data.messages).await
             }
@@ -415,76 +484,142 @@ impl Follower {
         }
     }
 
-    /// Delivers version `version` of `room`, after whatever this instance missed before it.
-    async fn versioned(&mut self, room: &str, version: u64, messages: Vec<Message>) {
-        let Some(cursor) = self.rooms.get(room).map(|feed| feed.cursor) else {
-            return;
+    /// Takes a copy of version `version` of `room`, and delivers what is in order.
+    async fn take(&mut self, room: &str, version: u64, messages: Vec<Message>) {
+        let Some(feed) = self.rooms.get_mut(room) else {
+            return; // Not followed here (any more): nobody to tell.
         };
-        if version <= cursor {
+        feed.sequence.offer(version, messages);
+        self.settle(room, false).await;
+    }
+
+    /// Reads what `room`'s log holds past the cursor, and delivers what is in order.
+    async fn catch_up(&mut self, room: &str) {
+        self.settle(room, true).await;
+    }
+
+    /// Delivers the versions that are in order. A version past a gap waits for the log (read
+    /// now, unless `read_log` already asked for that); if the log cannot be read, it waits for
+    /// the next reading, shortly (delivered before the gap, it would reach players before older
+    /// versions: found by the chaos run); if the log no longer holds the versions between,
+    /// they are given up.
+    async fn settle(&mut self, room: &str, read_log: bool) {
+        if read_log && !self.read_log(room).await {
             return;
         }
-        if version > cursor + 1 {
-            self.catch_up(room, Some(version)).await;
-            let caught_up = self.rooms.get(room).map_or(0, |feed| feed.cursor);
-            if caught_up + 1 < version && self.retry_soon {
-                // The versions between could not be read: deliver nothing past the gap (the
-                // players would get this one before them); the log has this one too, and is
-                // read again shortly (found by the chaos run).
+        let mut log_read = read_log;
+        loop {
+            self.deliver_ready(room).await;
+            let Some(feed) = self.rooms.get_mut(room) else {
+                return;
+            };
+            if feed.sequence.gap().is_none() {
                 return;
             }
+            if log_read {
+                if let Some((from, to)) = feed.sequence.skip_gap() {
+                    tracing::warn!(room, from, to, "versions missed");
+                }
+                continue;
+            }
+            if !self.read_log(room).await {
+                return;
+            }
+            log_read = true;
         }
-        self.deliver(room, version, messages).await;
     }
 
-    async fn deliver(&mut self, room: &str, version: u64, messages: Vec<Message>) {
-        let Some(feed) = self.rooms.get_mut(room) else {
-            return;
-        };
-        if version <= feed.cursor {
-            return;
-        }
-        feed.cursor = version;
-        self.delivered
-            .lock()
-            .unwrap()
-            .insert(room.to_string(), version);
-        self.matches.announced(room, version, messages).await;
-    }
-
-    /// Delivers what `room`'s log holds past the cursor (and before `until`).
-    async fn catch_up(&mut self, room: &str, until: Option<u64>) {
-        let Some(cursor) = self.rooms.get(room).map(|feed| feed.cursor) else {
-            return;
+    /// Offers `room` what its log holds past the cursor. False if it could not be read (it is
+    /// read again shortly).
+    async fn read_log(&mut self, room: &str) -> bool {
+        let Some(cursor) = self.rooms.get(room).map(|feed| feed.sequence.cursor()) else {
+            return false;
         };
         let entries = match self.store.room_log_after(room, cursor).await {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(room, %error, "could not read the room's log");
                 self.retry_soon = true;
-                return;
+                return false;
             }
         };
+        self.absorb_offers();
+        let Some(feed) = self.rooms.get_mut(room) else {
+            return false;
+        };
         for entry in entries {
-            let Ok(Envelope {
-                data:
-                    Data {
-                        version: Some(version),
-                        messages,
-                    },
-                ..
-            }) = serde_json::from_slice::<Envelope>(&entry)
-            else {
-                tracing::warn!(room, "unreadable entry in the room's log");
-                continue;
-            };
-            if until.is_some_and(|until| version >= until) {
-                break;
+            match serde_json::from_slice::<Envelope>(&entry) {
+                Ok(Envelope {
+                    data:
+                        Data {
+                            version: Some(version),
+                            messages,
+                        },
+                    ..
+                }) => feed.sequence.offer(version, messages),
+                _ => tracing::warn!(room, "unreadable entry in the room's log"),
             }
-            let expected = self.rooms.get(room).map_or(0, |feed| feed.cursor) + 1;
-            if version > expected {
-                tracing::warn!(room, from = expected, to = version - 1, "versions missed");
+        }
+        true
+    }
+
+    /// Takes the versions this instance's actors handed over and that wait in the queue, before
+    /// a copy from the channel or the log: an actor hands over each change before its copy
+    /// can be published, and only its copy carries the messages of a change it made in memory
+    /// (a write-back announces the version without them; taking that one first lost them:
+    /// found by the chaos run). Stops at any other command, which runs next.
+    fn absorb_offers(&mut self) {
+        while self.deferred.is_none()
+            && let Ok(command) = self.commands.try_recv()
+        {
+            match command {
+                Command::Offer {
+                    room,
+                    version,
+                    messages,
+                } => {
+                    if let Some(feed) = self.rooms.get_mut(&room) {
+                        tracing::debug!(room, version, "version from this instance's actor");
+                        feed.sequence.offer(version, messages);
+                        self.unsettled.insert(room);
+                    }
+                }
+                other => self.deferred = Some(other),
             }
-            self.deliver(room, version, messages).await;
+        }
+    }
+
+    /// Hands the versions of `room` that are in order to this instance's sockets.
+    async fn deliver_ready(&mut self, room: &str) {
+        let Some(feed) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let ready = feed.sequence.ready();
+        let Some(&(last, _)) = ready.last() else {
+            return;
+        };
+        let ready: Vec<_> = ready
+            .into_iter()
+            .map(|(version, messages)| {
+                let except = feed
+                    .resumed_at
+                    .iter()
+                    .filter(|(_, resumed)| version <= **resumed)
+                    .map(|(socket, _)| socket.clone())
+                    .collect();
+                (version, messages, except)
+            })
+            .collect();
+        feed.resumed_at.retain(|_, resumed| *resumed > last);
+        self.delivered
+            .lock()
+            .unwrap()
+            .insert(room.to_string(), last);
+        tracing::debug!(room, from = ready[0].0, to = last, "versions delivered");
+        for (version, messages, except) in ready {
+            self.matches
+                .announced(room, version, messages, except)
+                .await;
         }
     }
 
@@ -498,7 +633,7 @@ impl Follower {
                     feed.subscribed = subscribed;
                 }
             }
-            self.catch_up(&room, None).await;
+            self.catch_up(&room).await;
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The instance's life among others: it heartbeats into the registry, reaps instances whose
 //! heartbeat expired (their sockets' mappings, queue entries, and a reconnection grace for their
-//! players' matches), follows the rooms of its own players (`feeds`), writes its own state back when Redis returns after an outage, and times out
+//! players' matches), follows the rooms of its own players (`feeds`, in version order:
+//! `order`), writes its own state back when Redis returns after an outage, and times out
 //! reconnection graces and finished games. A lone in-memory instance runs the same loops; the
 //! registry parts are no-ops there.
 
 pub mod feeds;
+mod order;
 
 use crate::gateway::Gateway;
 use crate::matches::Matches;

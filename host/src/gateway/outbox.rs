@@ -27,7 +27,7 @@ impl SocketOutbox {
         &self.feeds
     }
 
-    async fn deliver(&self, messages: Vec<Message>) {
+    async fn deliver(&self, messages: Vec<Message>, except: Vec<String>) {
         for message in messages {
             let rooms: Vec<String> = match &message.to {
                 To::Player(player) => vec![player_room(player)],
@@ -39,7 +39,9 @@ impl SocketOutbox {
             };
             let namespace = namespace.local();
             let event = message.event.as_ref();
-            if let Err(error) = namespace.to(rooms).emit(event, &message.payload).await {
+            // Every socket is in a room of its own id: `except` names them.
+            let recipients = namespace.to(rooms).except(except.clone());
+            if let Err(error) = recipients.emit(event, &message.payload).await {
                 tracing::warn!(event, %error, "delivery failed");
             }
         }
@@ -51,15 +53,25 @@ impl Outbox for SocketOutbox {
         self.feeds.delivered(room)
     }
 
-    fn deliver_here(&self, messages: Vec<Message>) -> Delivery<'_> {
-        Box::pin(self.deliver(messages))
+    fn deliver_here(&self, messages: Vec<Message>, except: Vec<String>) -> Delivery<'_> {
+        Box::pin(self.deliver(messages, except))
+    }
+
+    fn changed<'a>(&'a self, room: &'a str, version: u64, messages: Vec<Message>) -> Delivery<'a> {
+        Box::pin(async move {
+            if self.feeds.orders_deliveries() {
+                self.feeds.offer(room, version, messages);
+            } else {
+                self.deliver(messages, Vec::new()).await;
+            }
+        })
     }
 
     fn tell_room<'a>(&'a self, room: &'a str, messages: Vec<Message>) -> Delivery<'a> {
         Box::pin(async move {
             // Without Redis (or while it is away) only this instance's players can be reached.
             if !self.feeds.publish(room, &messages).await {
-                self.deliver(messages).await;
+                self.deliver(messages, Vec::new()).await;
             }
         })
     }

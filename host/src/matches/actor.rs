@@ -3,6 +3,7 @@
 use super::announce::*;
 use super::bots::BotClock;
 use super::*;
+use crate::model::state_digest;
 
 /// The task that owns a running match on this instance.
 pub(super) struct Actor {
@@ -11,11 +12,14 @@ pub(super) struct Actor {
     /// The last state this actor saw or wrote.
     pub(super) game: GameState,
     /// The version the store holds, as far as this actor knows.
-    stored_version: u64,
+    pub(super) stored_version: u64,
     /// Changes went on in memory while the store was away and still have to be written back.
-    unsaved: bool,
+    pub(super) unsaved: bool,
     /// The log entries of those changes, written back with them.
-    unlogged: Vec<LogEntry>,
+    pub(super) unlogged: Vec<LogEntry>,
+    /// Those changes' versions and state digests: a write whose answer was lost may have
+    /// landed after all (`write_back.rs`).
+    pub(super) unanswered: Vec<(u64, String)>,
     /// A round just ended: the moment a match may move to a newly active version.
     round_ended: bool,
     /// The version that refused to carry this match over (not asked again).
@@ -33,6 +37,7 @@ impl Actor {
             game,
             unsaved: false,
             unlogged: Vec::new(),
+            unanswered: Vec::new(),
             round_ended: false,
             refused_migration: None,
             bots: BotClock::default(),
@@ -159,7 +164,7 @@ impl Actor {
     }
 
     /// Reads the stored state. Returns false if the store could not be read.
-    async fn reload(&mut self) -> bool {
+    pub(super) async fn reload(&mut self) -> bool {
         match self.hub().store.game(&self.game.room_id).await {
             Ok(Some(stored)) => {
                 if stored.module != self.game.module
@@ -209,12 +214,12 @@ impl Actor {
                 .map(|input| next.log_entry(input));
             // Whatever went on in memory meanwhile is logged before this change, in order.
             let log: Vec<LogEntry> = self.unlogged.iter().cloned().chain(entry).collect();
-            let mut deliver_here = !self.hub().store.announces();
             match self.store(&next, &change.messages, &log).await {
                 Ok(()) => {
                     self.stored_version = next.version;
                     self.unsaved = false;
                     self.unlogged.clear();
+                    self.unanswered.clear();
                 }
                 Err(StoreError::Conflict { .. }) if !self.unsaved => {
                     if !self.reload().await {
@@ -235,7 +240,8 @@ impl Actor {
                     // reach players who saw newer (found by the chaos run).
                     self.unsaved = true;
                     self.unlogged = log;
-                    deliver_here = true;
+                    self.unanswered
+                        .push((next.version, state_digest(&next.game_data)));
                 }
                 Err(error) => {
                     tracing::warn!(room = %self.game.room_id, %error, "change not stored");
@@ -244,9 +250,11 @@ impl Actor {
             }
             self.round_ended |= next.turn != self.game.turn && next.status != Status::Finished;
             self.game = next;
-            if deliver_here {
-                self.hub().outbox.deliver_here(change.messages).await;
-            }
+            let (room, version) = (&self.game.room_id, self.game.version);
+            self.hub()
+                .outbox
+                .changed(room, version, change.messages)
+                .await;
             return Ok(change.answer);
         }
         Err(MatchError::Busy)
@@ -261,7 +269,7 @@ impl Actor {
 
     /// Stores `next` by compare-and-set on the version the store holds. A store that lost the
     /// match altogether (Redis came back empty) gets it back whole: this copy is the newest.
-    async fn store(
+    pub(super) async fn store(
         &self,
         next: &GameState,
         messages: &[Message],
@@ -280,28 +288,6 @@ impl Actor {
                 store.insert_match(&record, next, messages, log).await
             }
             other => other,
-        }
-    }
-
-    /// Writes back what changed while the store was away.
-    async fn write_back(&mut self) {
-        let game = self.game.clone();
-        match self.store(&game, &[], &self.unlogged).await {
-            Ok(()) => {
-                tracing::info!(room = %self.game.room_id, version = self.game.version, "match written back");
-                self.stored_version = self.game.version;
-                self.unsaved = false;
-                self.unlogged.clear();
-            }
-            Err(StoreError::Unavailable(_)) => {}
-            Err(error) => {
-                // Someone else changed the stored match meanwhile (only possible if it had a
-                // player elsewhere after all): the stored one wins.
-                tracing::error!(room = %self.game.room_id, %error, "write-back refused; taking the stored match");
-                self.unsaved = false;
-                self.unlogged.clear();
-                self.reload().await;
-            }
         }
     }
 

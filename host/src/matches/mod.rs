@@ -71,11 +71,17 @@ pub type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// A match's messages reach players in the order the match produced them: with Redis, the store
 /// publishes them together with the state change they announce (one script, so in version
 /// order) to the instances that hold the match's players ([`Outbox::seated`] tells the outbox
-/// where they are), and each hands them to its own sockets ([`Outbox::deliver_here`]); alone,
-/// the actor hands them over itself.
+/// where they are), and each hands them to its own sockets ([`Outbox::deliver_here`]); the
+/// writer's own instance takes them from the writer as well ([`Outbox::changed`]), in version
+/// order with the rest. Alone, the actor's are the only ones.
 pub trait Outbox: Send + Sync + 'static {
-    /// Delivers the messages, in order, to the recipients' sockets on this instance.
-    fn deliver_here(&self, messages: Vec<Message>) -> Delivery<'_>;
+    /// Delivers the messages, in order, to the recipients' sockets on this instance, except
+    /// the sockets named in `except`.
+    fn deliver_here(&self, messages: Vec<Message>, except: Vec<String>) -> Delivery<'_>;
+    /// A change of `room` was stored under `version` by this instance, or made in memory while
+    /// the store was away: delivers its messages to this instance's sockets in version order
+    /// with the room's other changes (never before a version under it).
+    fn changed<'a>(&'a self, room: &'a str, version: u64, messages: Vec<Message>) -> Delivery<'a>;
     /// Delivers the messages to the room's players wherever they are; for messages that belong
     /// to no state change, like chat.
     fn tell_room<'a>(&'a self, room: &'a str, messages: Vec<Message>) -> Delivery<'a>;
@@ -165,6 +171,8 @@ pub enum MatchError {
     Rules(CallError),
     #[error("the match is shutting down")]
     Gone,
+    #[error("you are playing in room {0}")]
+    AlreadyInMatch(String),
     #[error("the game store is unreachable; try again shortly")]
     Unavailable,
     #[error("the match kept changing under this request; try again")]
@@ -216,6 +224,7 @@ impl MatchError {
             MatchError::NoBots(_) => "no_bots",
             MatchError::BadSeats { .. } => "invalid_seats",
             MatchError::Rules(_) => "rules_failed",
+            MatchError::AlreadyInMatch(_) => "already_in_match",
             MatchError::Gone | MatchError::Unavailable | MatchError::Busy => "unavailable",
         }
     }
@@ -535,17 +544,23 @@ impl Matches {
 
     /// Hands messages that belong to no change (chat) to this instance's sockets.
     pub async fn relay(&self, messages: Vec<Message>) {
-        self.inner.outbox.deliver_here(messages).await;
+        self.inner.outbox.deliver_here(messages, Vec::new()).await;
     }
 
     /// A change of a room was stored (by any instance, this one included): hands its messages
-    /// to this instance's sockets, and lets an actor here catch up.
-    pub async fn announced(&self, room: &str, version: u64, messages: Vec<Message>) {
+    /// to this instance's sockets but those in `except`, and lets an actor here catch up.
+    pub async fn announced(
+        &self,
+        room: &str,
+        version: u64,
+        messages: Vec<Message>,
+        except: Vec<String>,
+    ) {
         if let Some(mailbox) = self.actors().get(room) {
             let _ = mailbox.send(Command::Changed { version });
         }
         if !messages.is_empty() {
-            self.inner.outbox.deliver_here(messages).await;
+            self.inner.outbox.deliver_here(messages, except).await;
         }
     }
 
@@ -597,6 +612,7 @@ mod announce;
 mod bots;
 mod queueing;
 mod setup;
+mod write_back;
 
 pub use setup::Seated;
 

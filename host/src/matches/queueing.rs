@@ -24,9 +24,13 @@ impl Matches {
             let joined = store
                 .join_queue(&queue.lane, &me.entry, &me.instance, queue.seating)
                 .await?;
-            let Joined::Matched { others } = joined else {
-                self.watch(queue, &me);
-                return Ok(None);
+            let others = match joined {
+                Joined::Matched { others } => others,
+                Joined::Playing { room } => return Err(MatchError::AlreadyInMatch(room)),
+                Joined::Waiting => {
+                    self.watch(queue, &me);
+                    return Ok(None);
+                }
             };
             let (mut seated, lost) = self.seat(others).await?;
             seated.push(me.clone());

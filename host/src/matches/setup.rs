@@ -137,9 +137,6 @@ impl Matches {
         hub.store
             .insert_match(&record, &state, &messages, &log)
             .await?;
-        if !hub.store.announces() {
-            hub.outbox.deliver_here(messages).await;
-        }
         let seats = humans
             .iter()
             .map(|seated| SocketAt {
@@ -147,7 +144,9 @@ impl Matches {
                 instance: seated.instance.clone(),
             })
             .collect();
+        // Seated first: a socket here hears the room only once it follows it.
         hub.outbox.seated(&room_id, seats).await;
+        hub.outbox.changed(&room_id, state.version, messages).await;
         self.remember_members(&state);
         for seated in &humans {
             // The match is stored: a failure here only leaves a mapping less precise.

@@ -386,10 +386,7 @@ impl RedisStore {
                 seating,
             )
             .await?;
-        Ok(match taken {
-            Some(others) => Joined::Matched { others },
-            None => Joined::Waiting,
-        })
+        Ok(taken)
     }
 
     pub async fn fill_queue(
@@ -398,7 +395,10 @@ impl RedisStore {
         level: i64,
         seating: Seating,
     ) -> StoreResult<Option<Vec<QueueEntry>>> {
-        self.decide_queue(lane, level, None, seating).await
+        Ok(match self.decide_queue(lane, level, None, seating).await? {
+            Joined::Matched { others } => Some(others),
+            Joined::Waiting | Joined::Playing { .. } => None,
+        })
     }
 
     /// One run of `join_queue.lua`: a player joins the queue, or (`None`) its clock is checked.
@@ -408,7 +408,7 @@ impl RedisStore {
         level: i64,
         joiner: Option<(&QueueEntry, &str, &str)>,
         seating: Seating,
-    ) -> StoreResult<Option<Vec<QueueEntry>>> {
+    ) -> StoreResult<Joined> {
         let (player, entry_json, instance) = joiner
             .map(|(entry, json, instance)| (entry.id.as_str(), json, instance))
             .unwrap_or_default();
@@ -417,6 +417,9 @@ impl RedisStore {
             .join_queue
             .key(self.keys.waiting(lane, level))
             .key(&self.keys.queued)
+            .key(self.keys.session(player))
+            .key(&self.keys.game_versions)
+            .key(&self.keys.finished_games)
             .arg(player)
             .arg(entry_json)
             .arg(level.to_string())
@@ -431,13 +434,16 @@ impl RedisStore {
             .await;
         let reply = self.ok(result)?;
         match reply.split_first() {
-            Some((verdict, taken)) if verdict == "match" => Ok(Some(
-                taken
+            Some((verdict, taken)) if verdict == "match" => Ok(Joined::Matched {
+                others: taken
                     .iter()
                     .map(|raw| parse(raw))
                     .collect::<Result<_, _>>()?,
-            )),
-            Some((verdict, _)) if verdict == "wait" => Ok(None),
+            }),
+            Some((verdict, _)) if verdict == "wait" => Ok(Joined::Waiting),
+            Some((verdict, [room])) if verdict == "playing" => {
+                Ok(Joined::Playing { room: room.clone() })
+            }
             _ => Err(StoreError::Corrupt(format!(
                 "the queue script answered {reply:?}"
             ))),
@@ -490,7 +496,14 @@ impl RedisStore {
         messages: &[Message],
         log: &[LogEntry],
     ) -> StoreResult<()> {
-        // One script: the match, its announcement and its log entries are stored together.
+        // One script: the match, its announcement and its log entries are stored together, and
+        // its players' sessions name it (so that none of them can queue again meanwhile).
+        let humans: Vec<&str> = game
+            .players
+            .iter()
+            .filter(|p| !p.bot)
+            .map(|p| p.id.as_str())
+            .collect();
         let result: Result<i64, _> = self
             .scripts
             .insert_match
@@ -502,6 +515,12 @@ impl RedisStore {
             .key(&self.keys.game_modules)
             .key(self.keys.room_log(&game.room_id))
             .key(self.keys.match_log(&game.room_id))
+            .key(
+                humans
+                    .iter()
+                    .map(|p| self.keys.session(p))
+                    .collect::<Vec<_>>(),
+            )
             .arg(&record.room_id)
             .arg(json(record))
             .arg(json(game))

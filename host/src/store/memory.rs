@@ -91,10 +91,21 @@ impl MemoryStore {
         _instance: &str,
         seating: Seating,
     ) -> StoreResult<Joined> {
-        Ok(self
-            .lock()
-            .queues
-            .join(lane, entry.clone(), seating, now_ms()))
+        let mut inner = self.lock();
+        // Seated while its request to join was on its way: it must not be seated twice.
+        let room = inner
+            .sessions
+            .get(&entry.id)
+            .and_then(|session| session.room_id.clone());
+        if let Some(room) = room.filter(|room| {
+            inner
+                .games
+                .get(room)
+                .is_some_and(|game| game.status != Status::Finished)
+        }) {
+            return Ok(Joined::Playing { room });
+        }
+        Ok(inner.queues.join(lane, entry.clone(), seating, now_ms()))
     }
 
     pub async fn fill_queue(
@@ -126,6 +137,12 @@ impl MemoryStore {
         let mut inner = self.lock();
         inner.matches.insert(record.room_id.clone(), record.clone());
         inner.games.insert(game.room_id.clone(), game.clone());
+        // Its players' sessions name it now, in the same step (see `join_queue`).
+        for player in game.players.iter().filter(|p| !p.bot) {
+            if let Some(session) = inner.sessions.get_mut(&player.id) {
+                session.room_id = Some(game.room_id.clone());
+            }
+        }
         let kept = inner.logs.entry(game.room_id.clone()).or_default();
         kept.extend_from_slice(log);
         Ok(())

@@ -137,13 +137,14 @@ delegate! {
     /// How many wait in each lane at each level.
     fn queue_counts(&self) -> BTreeMap<(Lane, i64), usize>;
 
-    /// Stores a new match and its first game state, announcing `messages` with it (see
-    /// [`Store::announces`]) and appending `log` to its match log, in one step.
+    /// Stores a new match and its first game state, announcing `messages` with it (with
+    /// Redis: on the room's channel and in its log; in memory the writer delivers them) and
+    /// appending `log` to its match log, in one step.
     fn insert_match(&self, record: &MatchRecord, game: &GameState, messages: &[Message], log: &[LogEntry]) -> ();
     fn game(&self, room: &str) -> Option<GameState>;
     /// Writes `game` if the stored one still has version `expected`, announcing `messages` with
-    /// it (see [`Store::announces`]) and appending `log` (the inputs that led to it) to its
-    /// match log, in one step: the log and the state never disagree.
+    /// it (with Redis: on the room's channel and in its log) and appending `log` (the inputs
+    /// that led to it) to its match log, in one step: the log and the state never disagree.
     fn replace_game(&self, game: &GameState, expected: u64, messages: &[Message], log: &[LogEntry]) -> ();
     /// A match's log, oldest entry first; kept as long as its game.
     fn match_log(&self, room: &str) -> Vec<LogEntry>;
@@ -226,13 +227,6 @@ impl Store {
     /// Whether this store is shared through Redis.
     pub fn is_shared(&self) -> bool {
         matches!(self, Store::Redis(_))
-    }
-
-    /// Whether a stored change's messages are published with it, to every instance, in the
-    /// order the changes were stored (Redis: `room_events`). In memory they are not: the writer
-    /// delivers them itself.
-    pub fn announces(&self) -> bool {
-        self.is_shared()
     }
 
     /// Whether the shared store answers now (always true in memory).

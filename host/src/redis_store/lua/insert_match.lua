@@ -5,11 +5,20 @@
 -- KEYS[5] module_matches (running matches per module version)  KEYS[6] game_modules
 -- KEYS[7] the room's log  ARGV[7] the room's channel  ARGV[8] the log's lifetime (ms)
 -- KEYS[8] the match log (a list, kept as long as the game)  ARGV[9..] its first entries (JSON)
+-- KEYS[9..] the sessions of its players (bots have none): each names the match now
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[6])
 redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+for i = 9, #KEYS do
+  local raw = redis.call('GET', KEYS[i])
+  if raw then
+    local s = cjson.decode(raw)
+    s.roomId = ARGV[1]
+    redis.call('SET', KEYS[i], cjson.encode(s), 'KEEPTTL')
+  end
+end
 if #ARGV >= 9 then redis.call('RPUSH', KEYS[8], unpack(ARGV, 9)) end
 redis.pcall('XADD', KEYS[7], 'MAXLEN', '64', ARGV[4] .. '-0', 'e', ARGV[5])
 redis.call('PEXPIRE', KEYS[7], ARGV[8])

@@ -1,17 +1,26 @@
 -- One matchmaking decision for one queue, atomically: a player joins it, or (no player) the
 -- queue's clock is looked at. Mirrors `matchmaking::decide`.
 -- KEYS[1] waiting:<lane>level:<n>   KEYS[2] queued (player -> {"level","lane","instance","entry","at"})
+-- KEYS[3] the joiner's session   KEYS[4] game_versions   KEYS[5] finished_games
 -- ARGV[1] player ('' when nobody joins)  ARGV[2] entry JSON  ARGV[3] level  ARGV[4] instance
 -- ARGV[5] key prefix  ARGV[6] TTL of the queue keys, seconds  ARGV[7] lane
 -- ARGV[8] min seats  ARGV[9] max seats  ARGV[10] fill after, ms
 -- Returns {'wait'} when nobody leaves the queue, or {'match', entry JSON...}: the waiting
--- players (oldest first) who leave it together with the joiner.
+-- players (oldest first) who leave it together with the joiner; or {'playing', room} when the
+-- joiner's session names a match still running (seated while its request to join was on its
+-- way: it must not be seated twice).
 local player, lane, level = ARGV[1], ARGV[7], ARGV[3]
 local min, max, fill = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 if player ~= '' then
+  local session = redis.call('GET', KEYS[3])
+  local room = session and cjson.decode(session).roomId
+  if type(room) == 'string' and redis.call('HEXISTS', KEYS[4], room) == 1
+      and not redis.call('ZSCORE', KEYS[5], room) then
+    return {'playing', room}
+  end
   local queued = redis.call('HGET', KEYS[2], player)
   if queued then
     local q = cjson.decode(queued)
