@@ -9,7 +9,8 @@
 //!   builds, for the integration tests to load), install the npm packages of the pages (`web/`)
 //!   and of the tests (`tests/js`: socket.io-client, puppeteer-core), `redis-server` and
 //!   Debian's `chromium` if missing, build the `gamehost` binary (the multi-instance tests run it
-//!   as processes), then every test of the workspace. This is the README's test command.
+//!   as processes) and `loadgen` (for the chaos run), then every test of the workspace. This
+//!   is the README's test command.
 //! * `run [ARGS...]`: `build-rules`, the pages' npm packages, then the server
 //!   (`gamehost ARGS...`) with the bundled rules and pages.
 //! * `bench [ARGS...]`: `build-rules`, then the criterion benchmarks.
@@ -80,13 +81,18 @@ fn main() -> Result<()> {
             setup::ensure_redis_server()?;
             setup::ensure_chromium()?;
             setup::ensure_haproxy()?;
-            // The multi-instance tests start real `gamehost` processes (to kill -9 them).
+            // The multi-instance tests start real `gamehost` processes (to kill -9 them); the
+            // chaos run is `loadgen chaos`.
             run(cargo().current_dir(&root).args([
                 "build",
                 "--package",
                 "host",
                 "--bin",
                 "gamehost",
+                "--package",
+                "loadgen",
+                "--bin",
+                "loadgen",
             ]))?;
             run(cargo()
                 .current_dir(&root)

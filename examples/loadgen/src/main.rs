@@ -177,6 +177,9 @@ enum Mode {
         /// Seeds the faults' kinds and timing (printed at the start of every run).
         #[arg(long)]
         seed: Option<u64>,
+        /// What the instances log (their `RUST_LOG`), into `--dir`.
+        #[arg(long, default_value = "warn")]
+        instance_log: String,
     },
     /// Connections that send their connect and reset at once; reports what the servers kept of
     /// them (mappings, sessions, memory).
@@ -365,6 +368,7 @@ async fn main() -> Result<()> {
             rules_dir,
             dir,
             seed,
+            instance_log,
         } => {
             let beside = std::env::current_exe()?
                 .parent()
@@ -380,6 +384,7 @@ async fn main() -> Result<()> {
                 rules_dir: rules_dir.unwrap_or_else(|| beside.join("../rules")),
                 dir,
                 seed,
+                instance_log,
             };
             if !chaos::chaos(settings).await? {
                 std::process::exit(1);

@@ -53,6 +53,8 @@ pub struct Chaos {
     /// Where to keep Redis's files and the instances' logs (a fresh folder if not given).
     pub dir: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// The instances' `RUST_LOG`.
+    pub instance_log: String,
 }
 
 /// What the run did and found.
@@ -240,7 +242,7 @@ fn fleet_env(settings: &Chaos, proxy_port: u16) -> Vec<(String, String)> {
         ("FINISHED_GAME_RETENTION_MS", "86400000".to_string()),
         ("EVENTS_PER_SECOND", "200".to_string()),
         ("EVENT_BURST", "400".to_string()),
-        ("RUST_LOG", "warn".to_string()),
+        ("RUST_LOG", settings.instance_log.clone()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_string(), value))
