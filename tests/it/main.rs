@@ -8,7 +8,6 @@ mod play;
 mod raw;
 mod support;
 
-mod audit_chaos;
 mod audit_replay;
 mod authoring;
 mod cluster;
