@@ -148,12 +148,10 @@ impl Matches {
         hub.outbox.seated(&room_id, seats).await;
         hub.outbox.changed(&room_id, state.version, messages).await;
         self.remember_members(&state);
+        // The players' sessions name the match already (stored with it).
         for seated in &humans {
             // The match is stored: a failure here only leaves a mapping less precise.
             let room = Some(room_id.as_str());
-            if let Err(error) = hub.store.set_session_room(&seated.entry.id, room).await {
-                tracing::warn!(player = seated.entry.id, %error, "session not updated");
-            }
             if let Err(error) = hub.store.set_socket_room(&seated.socket, room).await {
                 tracing::warn!(socket = seated.socket, %error, "socket mapping not updated");
             }

@@ -67,7 +67,6 @@ struct Scripts {
     replace_game: Script,
     claim_session: Script,
     release_session: Script,
-    set_session_room: Script,
     expire_sessions: Script,
     claim_dead_instances: Script,
     set_socket_room: Script,
@@ -83,7 +82,6 @@ impl Scripts {
             replace_game: Script::new(include_str!("lua/replace_game.lua")),
             claim_session: Script::new(include_str!("lua/claim_session.lua")),
             release_session: Script::new(include_str!("lua/release_session.lua")),
-            set_session_room: Script::new(include_str!("lua/set_session_room.lua")),
             expire_sessions: Script::new(include_str!("lua/expire_sessions.lua")),
             claim_dead_instances: Script::new(include_str!("lua/claim_dead_instances.lua")),
             set_socket_room: Script::new(include_str!("lua/set_socket_room.lua")),
@@ -696,17 +694,6 @@ impl RedisStore {
             .invoke_async(&mut self.conn())
             .await;
         self.ok(result)?.map(|raw| parse(&raw)).transpose()
-    }
-
-    pub async fn set_session_room(&self, player: &str, room: Option<&str>) -> StoreResult<()> {
-        let result: Result<i64, _> = self
-            .scripts
-            .set_session_room
-            .key(self.keys.session(player))
-            .arg(room.unwrap_or(""))
-            .invoke_async(&mut self.conn())
-            .await;
-        self.ok(result).map(|_| ())
     }
 
     pub async fn expire_sessions(&self, now_ms: u64) -> StoreResult<Vec<Session>> {

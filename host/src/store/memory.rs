@@ -255,13 +255,6 @@ impl MemoryStore {
         Ok(Some(session.clone()))
     }
 
-    pub async fn set_session_room(&self, player: &str, room: Option<&str>) -> StoreResult<()> {
-        if let Some(session) = self.lock().sessions.get_mut(player) {
-            session.room_id = room.map(str::to_string);
-        }
-        Ok(())
-    }
-
     pub async fn expire_sessions(&self, now_ms: u64) -> StoreResult<Vec<Session>> {
         let mut inner = self.lock();
         let expired: Vec<Session> = inner

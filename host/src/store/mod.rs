@@ -166,7 +166,6 @@ delegate! {
     /// If `socket` is still the player's current one, lets it go: the session now expires at
     /// `expires_at` unless the player comes back. Returns the session if it was released.
     fn release_session(&self, player: &str, socket: &str, expires_at: u64) -> Option<Session>;
-    fn set_session_room(&self, player: &str, room: Option<&str>) -> ();
     /// Takes the sessions whose grace ran out before `now_ms`; each is handed to exactly one
     /// caller, whichever instance asks.
     fn expire_sessions(&self, now_ms: u64) -> Vec<Session>;
