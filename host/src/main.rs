@@ -97,7 +97,7 @@ struct Args {
     #[arg(long, env = "RULES_CONCURRENCY", default_value_t = 128)]
     rules_concurrency: u32,
     /// Redis to share state with other instances through (e.g. `redis://127.0.0.1:6379`).
-    /// Unset: standalone, in memory. Unreachable at start: standalone too, said by `/health`.
+    /// Unset: standalone, in memory. Unreachable at start: waited for, nothing served meanwhile.
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
     /// Prefix of every Redis key and channel this fleet uses.

@@ -134,6 +134,15 @@ pub struct GameState {
 }
 
 impl GameState {
+    /// The ids of its seats played by people (bots have no session, socket or queue entry).
+    pub fn humans(&self) -> Vec<&str> {
+        self.players
+            .iter()
+            .filter(|p| !p.bot)
+            .map(|p| p.id.as_str())
+            .collect()
+    }
+
     pub fn slot(&self, player: &str) -> Option<&PlayerSlot> {
         self.players.iter().find(|p| p.id == player)
     }

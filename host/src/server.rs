@@ -112,8 +112,7 @@ async fn run_until(
     let rules = Rules::new(engine);
     let local = rules.load_folder(&config.rules_dir)?;
 
-    let (store, redis_error) = connect_store(&config).await;
-    let store = Arc::new(store);
+    let store = Arc::new(connect_store(&config).await);
     let modules = Modules::new(rules.clone(), store.clone());
     // The fleet's active versions win over this instance's files.
     if let Err(error) = modules.share_local(local).await {
@@ -234,7 +233,6 @@ async fn run_until(
         admin_token: config.admin_token.clone(),
         instance_id: config.instance_id.clone(),
         ready: ready.clone(),
-        redis_error,
         max_module_bytes: config.runtime.module_bytes,
         started_at: cluster.started_at,
         metrics: config.metrics.then(crate::metrics::install).flatten(),
@@ -324,17 +322,24 @@ async fn detach_request_parts(mut request: axum::extract::Request) -> axum::extr
     request
 }
 
-/// The store `config` asks for: Redis if `REDIS_URL` is set and answers, else memory. When Redis
-/// was asked for but did not answer, also says why (reported by `/health`).
-async fn connect_store(config: &Config) -> (Store, Option<String>) {
+/// The store `config` asks for: memory without `REDIS_URL`, else Redis, waited for as long as
+/// it takes. An instance of a fleet that went on alone because Redis was away when it started
+/// would be an island for its whole life: its players' sessions, queues and matches unknown to
+/// the others (the chaos run found players who resumed there told their session was unknown).
+/// Until Redis answers nothing is served, so a balancer's health check sends it nobody.
+async fn connect_store(config: &Config) -> Store {
     let Some(url) = &config.redis_url else {
-        return (Store::default(), None);
+        return Store::default();
     };
-    match RedisStore::connect(url, &config.redis_prefix, Duration::from_secs(2)).await {
-        Ok(redis) => (Store::Redis(redis), None),
-        Err(error) => {
-            tracing::warn!(%error, "Redis is unreachable: running standalone, in memory");
-            (Store::default(), Some(error.to_string()))
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match RedisStore::connect(url, &config.redis_prefix, Duration::from_secs(2)).await {
+            Ok(redis) => return Store::Redis(redis),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?wait, "Redis does not answer: waiting for it before serving");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }

@@ -236,6 +236,77 @@ async fn resumes_elsewhere(
     drop(back);
 }
 
+/// A player's session as stored, if there is one.
+fn stored_session(redis: &PrivateRedis, prefix: &str, player: &str) -> Option<Value> {
+    let raw: Option<String> = redis
+        .conn()
+        .get(format!("{prefix}session:{player}"))
+        .unwrap();
+    raw.map(|raw| serde_json::from_str(&raw).unwrap())
+}
+
+/// Waits (up to 15 s) until `player`'s stored session is held by `socket` (`None`: released).
+async fn session_held_by(redis: &PrivateRedis, prefix: &str, player: &str, socket: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let session = stored_session(redis, prefix, player);
+        let holder = session.as_ref().map(|s| s["socketId"].as_str());
+        if holder == Some(socket) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{player}'s session is {session:?}, not held by {socket:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An instance frozen past its heartbeat's TTL (a long pause, or a Redis so slow its beats
+/// came late) is reaped by the others though it lives: when it beats again it takes its
+/// players back, before their grace runs out, and they play on over the same connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_taken_for_dead_while_alive_takes_its_players_back() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let grace = ("RECONNECT_GRACE_MS", "4000");
+    let paused = HostProcess::spawn(&redis, &prefix, &[grace]).await;
+    let survivor = cluster_server(&redis, &prefix, |c| {
+        c.reconnect_grace = Duration::from_secs(4);
+    })
+    .await;
+    let a = Player::connect(&paused).await;
+    let b = Player::connect(&survivor).await;
+    let room = pair_across(&a, &b, 1).await;
+    a.next("view").await;
+    b.next("view").await;
+
+    paused.signal("STOP");
+    // The survivor reaps it: a's session is released and b is told.
+    session_held_by(&redis, &prefix, &a.id, None).await;
+    b.next("opponentDisconnected").await;
+    paused.signal("CONT");
+    session_held_by(&redis, &prefix, &a.id, Some(a.socket_id())).await;
+    b.next("opponentReconnected").await;
+    assert_eq!(a.next("resumed").await["roomId"], room.as_str());
+
+    // Past the grace a's reaping started, the match still has both players.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let expiring: Vec<String> = redis
+        .conn()
+        .zrange(format!("{prefix}session_expiry"), 0, -1)
+        .unwrap();
+    assert!(!expiring.contains(&a.id), "{expiring:?}");
+    strike_each_other(&a, &b, &room).await;
+    let resolved = a
+        .first_where("gameEvent", |e| e["event"]["type"] == "roundResolved")
+        .await;
+    assert_eq!(resolved["roomId"], room.as_str());
+    let stored = stored_game(&redis, &prefix, &room).unwrap();
+    let seats = stored["players"].as_array().unwrap();
+    assert!(seats.iter().all(|p| p["connected"] == true), "{stored}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_players_resume_on_another_instance_and_the_dead_one_is_reaped() {
     let redis = PrivateRedis::start();
@@ -333,17 +404,38 @@ async fn a_match_goes_on_while_redis_restarts_and_the_stored_state_catches_up() 
     );
 }
 
+/// An instance of a fleet must not go on alone because Redis was away when it started: it
+/// would be an island, its players unknown to the others. It waits, serving nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn started_without_redis_it_runs_alone_and_says_so() {
-    let nowhere = format!("redis://127.0.0.1:{}", crate::cluster_support::free_port());
-    let server = server(|c| c.redis_url = Some(nowhere)).await;
+async fn started_before_redis_it_waits_for_it_and_then_joins_the_fleet() {
+    let port = crate::cluster_support::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = unique_prefix();
+    let starting = tokio::spawn({
+        let (url, prefix) = (url.clone(), prefix.clone());
+        server(move |c| {
+            c.redis_url = Some(url);
+            c.redis_prefix = prefix;
+        })
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !starting.is_finished(),
+        "the server was ready before Redis answered"
+    );
+    let redis = PrivateRedis::start_on(port);
+    let server = tokio::time::timeout(Duration::from_secs(20), starting)
+        .await
+        .expect("the server starts once Redis answers")
+        .unwrap();
     let (status, health) = http(&server, "GET", "/health", None).await;
     assert_eq!(status, 200);
-    assert_eq!(health["mode"], "standalone");
-    assert_eq!(health["redis"], false);
-    assert!(health["redisError"].as_str().is_some(), "{health}");
-    // And it serves.
+    assert_eq!(health["mode"], "cluster", "{health}");
+    assert_eq!(health["redis"], true, "{health}");
+    // And its players are the fleet's: their sessions are in Redis.
     crate::support::matched_pair(&server, 1).await;
+    let sessions: Vec<String> = redis.conn().keys(format!("{prefix}session:*")).unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
 }
 
 /// Two instances' stores race to change one game 200 times each: every write is a

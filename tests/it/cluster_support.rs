@@ -45,6 +45,13 @@ impl PrivateRedis {
         redis
     }
 
+    /// Redis on `port`, started now (for a server that was started before it).
+    pub fn start_on(port: u16) -> PrivateRedis {
+        let mut redis = PrivateRedis { port, child: None };
+        redis.launch();
+        redis
+    }
+
     fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -263,8 +270,14 @@ impl HostProcess {
 
     /// `kill -TERM`, without waiting.
     pub fn send_term(&self) {
+        self.signal("TERM");
+    }
+
+    /// `kill -<name>` (`STOP` freezes the process as a long pause would, `CONT` thaws it).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let flag = format!("-{name}");
+        let status = Command::new("kill").args([&flag, &pid]).status().unwrap();
         assert!(status.success());
     }
 

@@ -8,6 +8,7 @@ mod play;
 mod raw;
 mod support;
 
+mod audit_chaos;
 mod audit_replay;
 mod authoring;
 mod cluster;

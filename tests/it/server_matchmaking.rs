@@ -204,56 +204,75 @@ async fn a_round_that_runs_out_of_time_resolves_with_what_was_submitted() {
     assert_eq!(view["turn"], 2);
 }
 
+/// Both stores: memory, and Redis (the shared server, under a prefix of their own).
+async fn both_stores() -> [host::store::Store; 2] {
+    use host::store::{MemoryStore, RedisStore, Store};
+    let redis = RedisStore::connect(
+        "redis://127.0.0.1:6379",
+        &crate::cluster_support::unique_prefix(),
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .expect("the shared Redis");
+    [Store::Memory(MemoryStore::default()), Store::Redis(redis)]
+}
+
+/// Matches of exactly two.
+const PAIRS: host::matchmaking::Seating = host::matchmaking::Seating {
+    min: 2,
+    max: 2,
+    fill_after_ms: 60_000,
+};
+
+/// `player`'s session, held by its socket `s-<player>` on instance `i`.
+async fn hold_session(store: &host::store::Store, player: &str) {
+    let socket = format!("s-{player}");
+    let session = host::model::Session {
+        player_id: player.into(),
+        token_sha256: "0".repeat(64),
+        socket_id: Some(socket.clone()),
+        instance_id: Some("i".into()),
+        room_id: None,
+        expires_at: None,
+    };
+    store.claim_session(&session, &socket).await.unwrap();
+}
+
+/// A match `room` of these players (on their `s-<player>` sockets), as stored.
+fn game_of(room: &str, players: &[&str]) -> (host::model::MatchRecord, host::model::GameState) {
+    let (record, mut game) = crate::support::bare_game(room);
+    let seats: Vec<Value> = players
+        .iter()
+        .map(|id| {
+            json!({ "id": id, "socketId": format!("s-{id}"), "instanceId": "i", "state": null,
+                "level": 1, "connected": true })
+        })
+        .collect();
+    game.players = serde_json::from_value(Value::Array(seats)).unwrap();
+    (record, game)
+}
+
 /// A player seated in a match while its request to join a queue was still on its way is refused
 /// by the store itself, in the step that would queue it: the chaos run caught such a late join
 /// queueing a seated player again, who was then seated in a second match. Both stores, Redis a
 /// real one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_that_arrives_after_the_player_was_seated_is_refused_by_the_store() {
-    use crate::cluster_support::unique_prefix;
-    use crate::support::bare_game;
-    use host::matchmaking::{Joined, Seating};
-    use host::model::{QueueEntry, Session};
-    use host::store::{MemoryStore, RedisStore, Store};
-    use std::time::Duration;
+    use host::matchmaking::Joined;
+    use host::model::QueueEntry;
 
-    let redis = RedisStore::connect(
-        "redis://127.0.0.1:6379",
-        &unique_prefix(),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("the shared Redis");
-    let seating = Seating {
-        min: 2,
-        max: 2,
-        fill_after_ms: 60_000,
-    };
     let entry = QueueEntry {
         id: "p1".into(),
         level: 1,
     };
-    for store in [Store::Memory(MemoryStore::default()), Store::Redis(redis)] {
-        let session = Session {
-            player_id: "p1".into(),
-            token_sha256: "0".repeat(64),
-            socket_id: Some("s1".into()),
-            instance_id: Some("i".into()),
-            room_id: None,
-            expires_at: None,
-        };
-        store.claim_session(&session, "s1").await.unwrap();
-        let (record, mut game) = bare_game("r");
-        game.players = serde_json::from_value(json!([{
-            "id": "p1", "socketId": "s1", "instanceId": "i", "state": null, "level": 1,
-            "connected": true
-        }]))
-        .unwrap();
+    for store in both_stores().await {
+        hold_session(&store, "p1").await;
+        let (record, mut game) = game_of("r", &["p1"]);
         store.insert_match(&record, &game, &[], &[]).await.unwrap();
 
         let stored = store.session("p1").await.unwrap().unwrap();
         assert_eq!(stored.room_id.as_deref(), Some("r"), "seated in one step");
-        let late = store.join_queue("", &entry, "i", seating).await.unwrap();
+        let late = store.join_queue("", &entry, "i", PAIRS).await.unwrap();
         assert!(
             matches!(&late, Joined::Playing { room } if room == "r"),
             "{late:?}"
@@ -264,7 +283,60 @@ async fn a_join_that_arrives_after_the_player_was_seated_is_refused_by_the_store
         game.status = host::model::Status::Finished;
         game.version = 2;
         store.replace_game(&game, 1, &[], &[]).await.unwrap();
-        let again = store.join_queue("", &entry, "i", seating).await.unwrap();
+        let again = store.join_queue("", &entry, "i", PAIRS).await.unwrap();
         assert!(matches!(again, Joined::Waiting), "{again:?}");
+    }
+}
+
+/// A match being made takes its players out of any queue they joined again meanwhile (on another
+/// connection, before their session named it), and is not stored at all if one of them was
+/// seated in another running match meanwhile: found by the chaos run, where a player who
+/// reconnected while being matched was seated in three matches within 40 ms. Both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_match_takes_its_players_out_of_queues_and_never_seats_one_twice() {
+    use host::matchmaking::Joined;
+    use host::model::{QueueEntry, Status};
+    use host::store::StoreError;
+
+    for store in both_stores().await {
+        for player in ["p1", "p2", "p3"] {
+            hold_session(&store, player).await;
+        }
+        let p1 = QueueEntry {
+            id: "p1".into(),
+            level: 1,
+        };
+        let queued = store.join_queue("", &p1, "i", PAIRS).await.unwrap();
+        assert!(matches!(queued, Joined::Waiting), "{queued:?}");
+
+        let (record, mut first) = game_of("r1", &["p1", "p2"]);
+        store.insert_match(&record, &first, &[], &[]).await.unwrap();
+        assert!(
+            store.queue_counts().await.unwrap().is_empty(),
+            "p1 waits no more"
+        );
+
+        let (record, second) = game_of("r2", &["p2", "p3"]);
+        let refused = store.insert_match(&record, &second, &[], &[]).await;
+        assert_eq!(
+            refused,
+            Err(StoreError::Seated {
+                player: "p2".into(),
+                room: "r1".into()
+            })
+        );
+        assert!(store.game("r2").await.unwrap().is_none(), "nothing stored");
+        let p3 = store.session("p3").await.unwrap().unwrap();
+        assert_eq!(p3.room_id, None, "p3's session names no match");
+
+        // Once the first is over, p2 may play the second.
+        first.status = Status::Finished;
+        first.version = 2;
+        store.replace_game(&first, 1, &[], &[]).await.unwrap();
+        store
+            .insert_match(&record, &second, &[], &[])
+            .await
+            .unwrap();
+        assert_eq!(store.game("r2").await.unwrap().unwrap().room_id, "r2");
     }
 }

@@ -47,6 +47,7 @@ impl Cluster {
                 &self.about(),
             )
             .await
+            .map(|_| ())
     }
 
     /// What this instance tells the fleet of itself with each heartbeat.
@@ -69,29 +70,53 @@ impl Cluster {
         let mut tick = tokio::time::interval(self.heartbeat_ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_up = true;
-        // When the store came back after an outage: the others lost it too, most likely, and
-        // their heartbeats expired meanwhile. Reaping them before they beat again would take
-        // live instances' players out of their matches (and refuse the write-back of what
-        // those instances played alone meanwhile: found by the chaos run).
-        let mut back_since: Option<tokio::time::Instant> = None;
+        // Since when the registry cannot be trusted to tell the dead, and nobody is reaped
+        // for two TTLs. When the store came back after an outage: the others lost it too,
+        // most likely, and their heartbeats expired meanwhile. Reaping them before they beat
+        // again would take live instances' players out of their matches (and refuse the
+        // write-back of what those instances played alone meanwhile). While the store is
+        // slow: a heartbeat that takes a third of the TTL to land is late for everyone, and
+        // the others' may have expired on the way (three instances reaped one another so,
+        // their players' sessions expiring while they played on: both found by the chaos run).
+        let mut unsure_since: Option<tokio::time::Instant> = None;
+        // Whether to write back once more at the next beat, after being taken for dead: the
+        // reaper may still have been letting this instance's sockets go while the first
+        // write-back ran.
+        let mut again = false;
         loop {
             tick.tick().await;
             if self.gateway.draining() {
                 continue;
             }
             let ttl = self.heartbeat_ttl.as_millis() as u64;
-            match self
+            let sent = tokio::time::Instant::now();
+            let beat = self
                 .store
                 .heartbeat(&self.instance_id, ttl, &self.about())
-                .await
-            {
-                Ok(()) => {
+                .await;
+            if sent.elapsed() > self.heartbeat_ttl / 3 {
+                unsure_since = Some(tokio::time::Instant::now());
+            }
+            match beat {
+                Ok(listed) => {
                     if !was_up {
                         tracing::info!(
                             "the shared store is back: writing this instance's state back"
                         );
                         self.write_back().await;
-                        back_since = Some(tokio::time::Instant::now());
+                        unsure_since = Some(tokio::time::Instant::now());
+                        again = !listed;
+                    } else if !listed {
+                        // Alive all along, but its heartbeat expired (Redis slow, or cut off
+                        // from this instance alone): another instance reaped its players.
+                        // Left so, their sessions would expire while they play on here.
+                        tracing::warn!(
+                            "this instance was taken for dead: putting its players back"
+                        );
+                        self.write_back().await;
+                        again = true;
+                    } else if std::mem::take(&mut again) {
+                        self.write_back().await;
                     }
                     was_up = true;
                     if let Err(error) = self.modules.reconcile().await {
@@ -106,7 +131,7 @@ impl Cluster {
                     continue;
                 }
             }
-            if back_since.is_some_and(|since| since.elapsed() < self.heartbeat_ttl * 2) {
+            if unsure_since.is_some_and(|since| since.elapsed() < self.heartbeat_ttl * 2) {
                 continue;
             }
             match self.store.claim_dead_instances(&self.instance_id).await {
@@ -132,6 +157,12 @@ impl Cluster {
         tracing::info!(instance, sockets = sockets.len(), "reaping a dead instance");
         crate::metrics::instance_reaped();
         for mapping in &sockets {
+            // Taken for dead while only slow: it puts its players back itself once it beats
+            // again (`write_back`), and what is still here is its own.
+            if self.store.instance_alive(instance).await.unwrap_or(false) {
+                tracing::warn!(instance, "a reaped instance beats again: reaping stopped");
+                return;
+            }
             self.gateway
                 .socket_gone(&mapping.socket_id, &mapping.player_id, instance)
                 .await;

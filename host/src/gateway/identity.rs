@@ -314,8 +314,11 @@ impl Gateway {
         }
     }
 
-    /// Puts this instance's socket mappings and sessions back into the store, e.g. after Redis
-    /// came back without them.
+    /// Puts this instance's socket mappings and sessions back into the store: after an outage
+    /// (Redis may have come back without them), or after another instance took this one for
+    /// dead and let its sockets go. A player another instance reaped is handed back to its
+    /// match, before its grace runs out; a player that has meanwhile connected elsewhere keeps
+    /// its session there.
     pub async fn write_back(&self) {
         for socket in self.local_sockets() {
             let Some(state) = state_of(&socket) else {
@@ -323,6 +326,22 @@ impl Gateway {
             };
             let identity = &state.identity;
             let socket_id = socket.id.to_string();
+            let before = match self.store().session(&identity.player).await {
+                Ok(before) => before,
+                Err(error) => {
+                    tracing::warn!(socket = socket_id, %error, "write-back of a socket failed");
+                    return;
+                }
+            };
+            let holder = before.as_ref().and_then(|s| s.socket_id.as_deref());
+            if holder.is_some_and(|holder| holder != socket_id) {
+                tracing::debug!(
+                    socket = socket_id,
+                    "the player has moved on: not written back"
+                );
+                continue;
+            }
+            let released = before.is_some() && holder.is_none();
             let room = self.inner.matches.local_room_of(&identity.player);
             let mapping = self.mapping(&socket_id, &identity.player, room.clone());
             let fresh = Session {
@@ -337,9 +356,22 @@ impl Gateway {
                 self.store().put_socket(&mapping).await?;
                 self.store().claim_session(&fresh, &socket_id).await
             };
-            if let Err(error) = stored.await {
-                tracing::warn!(socket = socket_id, %error, "write-back of a socket failed");
-                return;
+            let session = match stored.await {
+                Ok(session) => session,
+                Err(error) => {
+                    tracing::warn!(socket = socket_id, %error, "write-back of a socket failed");
+                    return;
+                }
+            };
+            if let Some(room) = session.room_id.filter(|_| released) {
+                let back = self
+                    .inner
+                    .matches
+                    .reconnected(&room, &identity.player, &socket_id)
+                    .await;
+                if let Err(error) = back {
+                    tracing::warn!(socket = socket_id, room, %error, "could not hand a player back to its match");
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ pub(super) async fn health(State(state): State<HttpState>) -> Json<Value> {
     let shared = store.is_shared();
     let reachable = store.is_reachable();
     let mode = if shared { "cluster" } else { "standalone" };
-    let mut body = json!({
+    let body = json!({
         "status": if reachable { "ok" } else { "degraded" },
         "mode": mode,
         "instanceId": state.instance_id,
@@ -35,9 +35,6 @@ pub(super) async fn health(State(state): State<HttpState>) -> Json<Value> {
             "activeRooms": state.matches.running().len(),
         }
     });
-    if let Some(error) = &state.redis_error {
-        body["redisError"] = json!(error);
-    }
     Json(body)
 }
 

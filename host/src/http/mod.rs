@@ -48,8 +48,6 @@ pub struct HttpState {
     pub instance_id: String,
     /// False once the instance stops taking players.
     pub ready: Arc<AtomicBool>,
-    /// Why Redis was not used although `REDIS_URL` asked for it.
-    pub redis_error: Option<String>,
     /// The largest rules module an upload may carry.
     pub max_module_bytes: usize,
     /// When this instance started (ms since the epoch).

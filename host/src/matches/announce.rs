@@ -70,13 +70,7 @@ pub(super) fn match_found(game: &GameState) -> Message {
 
 /// Every player of a game (bots have nobody to tell).
 pub(super) fn everyone(game: &GameState) -> To {
-    To::Players(
-        game.players
-            .iter()
-            .filter(|p| !p.bot)
-            .map(|p| p.id.clone())
-            .collect(),
-    )
+    To::Players(game.humans().into_iter().map(String::from).collect())
 }
 
 /// Whether `player` is one of the game's bots.

@@ -173,6 +173,9 @@ pub enum MatchError {
     Gone,
     #[error("you are playing in room {0}")]
     AlreadyInMatch(String),
+    /// A match was not started: `player`, one of its seats, was seated in `room` meanwhile.
+    #[error("{player} plays in room {room} already")]
+    SeatedElsewhere { player: PlayerId, room: RoomId },
     #[error("the game store is unreachable; try again shortly")]
     Unavailable,
     #[error("the match kept changing under this request; try again")]
@@ -224,7 +227,9 @@ impl MatchError {
             MatchError::NoBots(_) => "no_bots",
             MatchError::BadSeats { .. } => "invalid_seats",
             MatchError::Rules(_) => "rules_failed",
-            MatchError::AlreadyInMatch(_) => "already_in_match",
+            MatchError::AlreadyInMatch(_) | MatchError::SeatedElsewhere { .. } => {
+                "already_in_match"
+            }
             MatchError::Gone | MatchError::Unavailable | MatchError::Busy => "unavailable",
         }
     }
@@ -235,6 +240,7 @@ impl From<StoreError> for MatchError {
         match error {
             StoreError::NoSuchGame(_) => MatchError::NoSuchRoom,
             StoreError::Conflict { .. } => MatchError::Busy,
+            StoreError::Seated { player, room } => MatchError::SeatedElsewhere { player, room },
             StoreError::Unavailable(_) | StoreError::Corrupt(_) => MatchError::Unavailable,
         }
     }

@@ -35,7 +35,24 @@ impl Matches {
             let (mut seated, lost) = self.seat(others).await?;
             seated.push(me.clone());
             if lost == 0 || seated.len() >= queue.seating.min {
-                return self.start(queue, seated, 0).await.map(Some);
+                match self.start(queue, seated.clone(), 0).await {
+                    Err(MatchError::SeatedElsewhere { player, room }) => {
+                        // Seated elsewhere while this match was being made: the others go back
+                        // to waiting, and so does `me` unless it is the one.
+                        seated.retain(|s| s.entry.id != player);
+                        if player != me.entry.id {
+                            seated.pop();
+                        }
+                        for other in seated {
+                            Box::pin(self.join(queue, other)).await?;
+                        }
+                        if player == me.entry.id {
+                            return Err(MatchError::AlreadyInMatch(room));
+                        }
+                        continue;
+                    }
+                    started => return started.map(Some),
+                }
             }
             // Someone taken from the queue had gone meanwhile and the rest are too few: they
             // go back to waiting (each keeps its clock), and so does `me`.
@@ -148,7 +165,16 @@ impl Matches {
                     }
                     return Ok(None);
                 }
-                matches.start(&queue, seated, bots).await.map(Some)
+                match matches.start(&queue, seated.clone(), bots).await {
+                    Err(MatchError::SeatedElsewhere { player, room }) => {
+                        tracing::debug!(player, room, "a waiting player plays elsewhere");
+                        for other in seated.into_iter().filter(|s| s.entry.id != player) {
+                            Box::pin(matches.join(&queue, other)).await?;
+                        }
+                        Ok(None)
+                    }
+                    started => started.map(Some),
+                }
             };
             match result.await {
                 Ok(Some(game)) => tracing::debug!(room = game.room_id, "a waiting table started"),

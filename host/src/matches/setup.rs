@@ -160,12 +160,28 @@ impl Matches {
         self.spawn_actor(module, state.clone());
 
         // A player whose socket closed while the match was being set up was not yet in it when
-        // its disconnection was handled: hand that disconnection to the match now.
+        // its disconnection was handled: hand that disconnection to the match now. One that
+        // connected again meanwhile (its new socket found no match in its session yet) is
+        // handed the match on that socket.
         for seated in &humans {
             let current = hub.store.session(&seated.entry.id).await.ok().flatten();
-            if current.and_then(|s| s.socket_id).as_deref() != Some(seated.socket.as_str()) {
-                self.disconnected(&room_id, &seated.entry.id, &seated.socket)
-                    .await;
+            match current.and_then(|s| s.socket_id.zip(s.instance_id)) {
+                Some((socket, _)) if socket == seated.socket => {}
+                Some((socket, instance)) => {
+                    let at = SocketAt {
+                        socket: socket.clone(),
+                        instance,
+                    };
+                    hub.outbox.seated(&room_id, vec![at]).await;
+                    let player = &seated.entry.id;
+                    if let Err(error) = self.reconnected(&room_id, player, &socket).await {
+                        tracing::warn!(room = room_id, player, %error, "could not hand a new match to a player's new socket");
+                    }
+                }
+                None => {
+                    self.disconnected(&room_id, &seated.entry.id, &seated.socket)
+                        .await
+                }
             }
         }
         Ok(state)

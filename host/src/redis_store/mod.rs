@@ -496,13 +496,8 @@ impl RedisStore {
     ) -> StoreResult<()> {
         // One script: the match, its announcement and its log entries are stored together, and
         // its players' sessions name it (so that none of them can queue again meanwhile).
-        let humans: Vec<&str> = game
-            .players
-            .iter()
-            .filter(|p| !p.bot)
-            .map(|p| p.id.as_str())
-            .collect();
-        let result: Result<i64, _> = self
+        let humans = game.humans();
+        let result: Result<Vec<String>, _> = self
             .scripts
             .insert_match
             .key(&self.keys.matches)
@@ -513,6 +508,8 @@ impl RedisStore {
             .key(&self.keys.game_modules)
             .key(self.keys.room_log(&game.room_id))
             .key(self.keys.match_log(&game.room_id))
+            .key(&self.keys.finished_games)
+            .key(&self.keys.queued)
             .key(
                 humans
                     .iter()
@@ -527,10 +524,20 @@ impl RedisStore {
             .arg(&game.module)
             .arg(self.keys.room_channel(&game.room_id))
             .arg(rooms::LOG_LIFETIME_MS)
+            .arg(&self.keys.prefix)
             .arg(log.iter().map(json).collect::<Vec<_>>())
             .invoke_async(&mut self.conn())
             .await;
-        self.ok(result).map(|_| ())
+        match self.ok(result)?.as_slice() {
+            [stored] if stored == "stored" => Ok(()),
+            [playing, player, room] if playing == "playing" => Err(StoreError::Seated {
+                player: player.clone(),
+                room: room.clone(),
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "insert_match answered {other:?}"
+            ))),
+        }
     }
 
     pub async fn match_log(&self, room: &str) -> StoreResult<Vec<LogEntry>> {
@@ -798,7 +805,7 @@ impl RedisStore {
         instance: &str,
         ttl_ms: u64,
         about: &InstanceAbout,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let stamp = json(&serde_json::json!({
             "instanceId": instance,
             "at": crate::model::now_ms(),
@@ -815,12 +822,12 @@ impl RedisStore {
             )
             .ignore()
             .sadd(&self.keys.instances, instance)
-            .ignore()
             .pexpire(&list, SOCKET_LIST_TTL_MS as i64)
             .ignore()
-            .query_async::<()>(&mut self.conn())
+            .query_async::<(u32,)>(&mut self.conn())
             .await;
-        self.ok(result)
+        let (added,) = self.ok(result)?;
+        Ok(added == 0)
     }
 
     pub async fn deregister(&self, instance: &str) -> StoreResult<()> {
@@ -880,6 +887,11 @@ impl RedisStore {
 
     pub async fn forget_instance(&self, instance: &str) -> StoreResult<()> {
         let result: Result<(), _> = self.conn().del(self.keys.instance_sockets(instance)).await;
+        self.ok(result)
+    }
+
+    pub async fn instance_alive(&self, instance: &str) -> StoreResult<bool> {
+        let result: Result<bool, _> = self.conn().exists(self.keys.instance(instance)).await;
         self.ok(result)
     }
 

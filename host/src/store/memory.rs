@@ -135,11 +135,27 @@ impl MemoryStore {
         log: &[LogEntry],
     ) -> StoreResult<()> {
         let mut inner = self.lock();
+        let humans = game.humans();
+        for player in &humans {
+            let playing = inner.sessions.get(*player).and_then(|s| s.room_id.clone());
+            if let Some(room) = playing.filter(|room| {
+                *room != game.room_id
+                    && inner
+                        .games
+                        .get(room)
+                        .is_some_and(|game| game.status != Status::Finished)
+            }) {
+                let player = player.to_string();
+                return Err(StoreError::Seated { player, room });
+            }
+        }
         inner.matches.insert(record.room_id.clone(), record.clone());
         inner.games.insert(game.room_id.clone(), game.clone());
-        // Its players' sessions name it now, in the same step (see `join_queue`).
-        for player in game.players.iter().filter(|p| !p.bot) {
-            if let Some(session) = inner.sessions.get_mut(&player.id) {
+        // Its players' sessions name it now, in the same step (see `join_queue`), and none of
+        // them waits in a queue any more.
+        for player in humans {
+            inner.queues.leave(player);
+            if let Some(session) = inner.sessions.get_mut(player) {
                 session.room_id = Some(game.room_id.clone());
             }
         }
@@ -316,8 +332,8 @@ impl MemoryStore {
         _instance: &str,
         _ttl_ms: u64,
         _about: &InstanceAbout,
-    ) -> StoreResult<()> {
-        Ok(())
+    ) -> StoreResult<bool> {
+        Ok(true)
     }
 
     pub async fn deregister(&self, _instance: &str) -> StoreResult<()> {
@@ -344,6 +360,10 @@ impl MemoryStore {
 
     pub async fn forget_instance(&self, _instance: &str) -> StoreResult<()> {
         Ok(())
+    }
+
+    pub async fn instance_alive(&self, _instance: &str) -> StoreResult<bool> {
+        Ok(true)
     }
 
     // Rules modules: a lone instance's rules registry is all there is to share.

@@ -19,7 +19,9 @@ pub use memory::MemoryStore;
 
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
-use crate::model::{GameState, LogEntry, MatchRecord, QueueEntry, RoomId, Session, SocketMapping};
+use crate::model::{
+    GameState, LogEntry, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketMapping,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -33,6 +35,10 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    /// A new match was not stored: one of its players was seated in another running match
+    /// meanwhile (a player must never play two at once).
+    #[error("{player} plays in room {room} already")]
+    Seated { player: PlayerId, room: RoomId },
     /// The shared store cannot be reached now; the request may succeed later.
     #[error("the shared store is unreachable: {0}")]
     Unavailable(String),
@@ -139,7 +145,10 @@ delegate! {
 
     /// Stores a new match and its first game state, announcing `messages` with it (with
     /// Redis: on the room's channel and in its log; in memory the writer delivers them) and
-    /// appending `log` to its match log, in one step.
+    /// appending `log` to its match log, in one step. In the same step its players' sessions
+    /// name it and their queue entries are dropped (a player seated while it queued again on
+    /// another connection must not be taken from the queue a second time); and if one of them
+    /// was seated in another running match meanwhile, nothing is stored ([`StoreError::Seated`]).
     fn insert_match(&self, record: &MatchRecord, game: &GameState, messages: &[Message], log: &[LogEntry]) -> ();
     fn game(&self, room: &str) -> Option<GameState>;
     /// Writes `game` if the stored one still has version `expected`, announcing `messages` with
@@ -176,8 +185,10 @@ delegate! {
     /// sessions such sockets held, as if they had disconnected.
     fn cleanup(&self, instance: &str, live: &HashSet<String>) -> Cleaned;
 
-    /// Says this instance is alive for another `ttl_ms`.
-    fn heartbeat(&self, instance: &str, ttl_ms: u64, about: &InstanceAbout) -> ();
+    /// Says this instance is alive for another `ttl_ms`. Returns whether the registry still
+    /// listed it: `false` on the first beat, or when another instance took it for dead (its
+    /// heartbeat expired: a slow or unreachable Redis) and reaped its players meanwhile.
+    fn heartbeat(&self, instance: &str, ttl_ms: u64, about: &InstanceAbout) -> bool;
     /// Removes this instance from the registry at once (a clean shutdown).
     fn deregister(&self, instance: &str) -> ();
     /// Live instances and their socket counts.
@@ -187,6 +198,8 @@ delegate! {
     fn claim_dead_instances(&self, instance: &str) -> Vec<String>;
     /// Forgets the socket list of a reaped instance.
     fn forget_instance(&self, instance: &str) -> ();
+    /// Whether `instance`'s heartbeat is alive now (a reaper stops when it beats again).
+    fn instance_alive(&self, instance: &str) -> bool;
 
     /// Shares a rules module's bytes (under its version, the SHA-256 hex) with every instance.
     fn put_module(&self, game: &str, version: &str, bytes: &[u8]) -> ();

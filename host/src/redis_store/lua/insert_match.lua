@@ -4,24 +4,49 @@
 -- ARGV[5] room_events envelope JSON   ARGV[6] the module version the match runs
 -- KEYS[5] module_matches (running matches per module version)  KEYS[6] game_modules
 -- KEYS[7] the room's log  ARGV[7] the room's channel  ARGV[8] the log's lifetime (ms)
--- KEYS[8] the match log (a list, kept as long as the game)  ARGV[9..] its first entries (JSON)
--- KEYS[9..] the sessions of its players (bots have none): each names the match now
+-- KEYS[8] the match log (a list, kept as long as the game)  ARGV[10..] its first entries (JSON)
+-- KEYS[9] finished_games  KEYS[10] queued  ARGV[9] key prefix
+-- KEYS[11..] the sessions of its players (bots have none): each names the match now
+-- Returns {'stored'}, or {'playing', player, room} (nothing stored) when one of its players was
+-- seated in another running match meanwhile: a player never plays two at once.
+local prefix = ARGV[9]
+local function player_of(session_key)
+  return string.sub(session_key, #prefix + #'session:' + 1)
+end
+
+for i = 11, #KEYS do
+  local raw = redis.call('GET', KEYS[i])
+  local room = raw and cjson.decode(raw).roomId
+  if type(room) == 'string' and room ~= ARGV[1] and redis.call('HEXISTS', KEYS[3], room) == 1
+      and not redis.call('ZSCORE', KEYS[9], room) then
+    return {'playing', player_of(KEYS[i]), room}
+  end
+end
+
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[6])
 redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
-for i = 9, #KEYS do
+for i = 11, #KEYS do
   local raw = redis.call('GET', KEYS[i])
   if raw then
     local s = cjson.decode(raw)
     s.roomId = ARGV[1]
     redis.call('SET', KEYS[i], cjson.encode(s), 'KEEPTTL')
   end
+  -- Queued again on another connection while this match was being made: no longer.
+  local player = player_of(KEYS[i])
+  local queued = redis.call('HGET', KEYS[10], player)
+  if queued then
+    local q = cjson.decode(queued)
+    redis.call('LREM', prefix .. 'waiting:' .. (q.lane or '') .. 'level:' .. q.level, 0, q.entry)
+    redis.call('HDEL', KEYS[10], player)
+  end
 end
-if #ARGV >= 9 then redis.call('RPUSH', KEYS[8], unpack(ARGV, 9)) end
+if #ARGV >= 10 then redis.call('RPUSH', KEYS[8], unpack(ARGV, 10)) end
 redis.pcall('XADD', KEYS[7], 'MAXLEN', '64', ARGV[4] .. '-0', 'e', ARGV[5])
 redis.call('PEXPIRE', KEYS[7], ARGV[8])
 redis.call('PUBLISH', ARGV[7], ARGV[5])
 redis.call('PUBLISH', KEYS[4], ARGV[5])
-return 1
+return {'stored'}
