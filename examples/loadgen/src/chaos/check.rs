@@ -78,17 +78,30 @@ pub fn exactly_once_in_order(seen: &[Seen]) -> Verdict {
 
 /// Nothing was lost on a live connection: between the first and the last version a player saw
 /// on one connection, every change that tells everyone (an action, a timeout: each player gets
-/// the rules' events and its view) reached it.
+/// the rules' events and its view) reached it, or a `resumed` of that version or later did (a
+/// snapshot of the match as it stood, which a resuming connection may get after a message or
+/// two of before).
 pub fn nothing_missed_while_connected(seen: &[Seen], logs: &BTreeMap<String, Log>) -> Verdict {
     let mut verdict = Verdict::default();
     let mut spans: BTreeMap<(&str, &str, u64), BTreeSet<u64>> = BTreeMap::new();
+    let mut snapshots: HashMap<(&str, &str, u64), u64> = HashMap::new();
     for message in seen {
-        spans
-            .entry((&message.player, &message.room, message.connection))
-            .or_default()
-            .insert(message.version);
+        let key = (
+            message.player.as_str(),
+            message.room.as_str(),
+            message.connection,
+        );
+        spans.entry(key).or_default().insert(message.version);
+        if message.event == "resumed" {
+            let latest = snapshots.entry(key).or_default();
+            *latest = (*latest).max(message.version);
+        }
     }
     for ((player, room, connection), versions) in spans {
+        let snapshot = snapshots
+            .get(&(player, room, connection))
+            .copied()
+            .unwrap_or(0);
         let Some(log) = logs.get(room) else { continue };
         let (Some(&first), Some(&last)) = (versions.first(), versions.last()) else {
             continue;
@@ -99,7 +112,7 @@ pub fn nothing_missed_while_connected(seen: &[Seen], logs: &BTreeMap<String, Log
                 continue;
             }
             verdict.checked += 1;
-            if !versions.contains(&entry.version) {
+            if !versions.contains(&entry.version) && entry.version > snapshot {
                 verdict.violations.push(format!(
                     "{player} in {room}: nothing of version {} ({}) on connection {connection}, \
                      which saw versions {first} to {last}",
@@ -322,6 +335,29 @@ mod tests {
         assert_eq!(verdict.violations.len(), 1, "{verdict:?}");
         assert!(verdict.violations[0].contains("nothing of version 2 (action of b)"));
         assert_eq!(verdict.checked, 2);
+    }
+
+    #[test]
+    fn a_change_a_resumed_snapshot_covers_is_not_missing() {
+        let action = json!({ "action": { "player": "b", "action": {} } });
+        let logs = BTreeMap::from([log(
+            "r",
+            0,
+            &["a", "b"],
+            &[(2, action.clone()), (3, action.clone()), (4, action)],
+        )]);
+        // A resuming connection heard version 1, then its `resumed` of version 3, then 4.
+        let messages = [
+            seen("a", 2, "view", 1),
+            seen("a", 2, "resumed", 3),
+            seen("a", 2, "view", 4),
+        ];
+        let verdict = nothing_missed_while_connected(&messages, &logs);
+        assert_eq!(verdict.violations, Vec::<String>::new());
+        // Without the snapshot, 2 and 3 are missing.
+        let verdict =
+            nothing_missed_while_connected(&[messages[0].clone(), messages[2].clone()], &logs);
+        assert_eq!(verdict.violations.len(), 2, "{verdict:?}");
     }
 
     #[test]
