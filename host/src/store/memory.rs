@@ -29,6 +29,19 @@ struct Inner {
     sessions: HashMap<PlayerId, Session>,
 }
 
+impl Inner {
+    /// The running match `player`'s session names, if any (`join_queue.lua` and
+    /// `insert_match.lua` ask the same of Redis).
+    fn running_match_of(&self, player: &str) -> Option<RoomId> {
+        let room = self.sessions.get(player)?.room_id.clone()?;
+        let running = self
+            .games
+            .get(&room)
+            .is_some_and(|game| game.status != Status::Finished);
+        running.then_some(room)
+    }
+}
+
 impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every critical section leaves the maps consistent, so a panic elsewhere cannot have
@@ -93,16 +106,7 @@ impl MemoryStore {
     ) -> StoreResult<Joined> {
         let mut inner = self.lock();
         // Seated while its request to join was on its way: it must not be seated twice.
-        let room = inner
-            .sessions
-            .get(&entry.id)
-            .and_then(|session| session.room_id.clone());
-        if let Some(room) = room.filter(|room| {
-            inner
-                .games
-                .get(room)
-                .is_some_and(|game| game.status != Status::Finished)
-        }) {
+        if let Some(room) = inner.running_match_of(&entry.id) {
             return Ok(Joined::Playing { room });
         }
         Ok(inner.queues.join(lane, entry.clone(), seating, now_ms()))
@@ -137,14 +141,8 @@ impl MemoryStore {
         let mut inner = self.lock();
         let humans = game.humans();
         for player in &humans {
-            let playing = inner.sessions.get(*player).and_then(|s| s.room_id.clone());
-            if let Some(room) = playing.filter(|room| {
-                *room != game.room_id
-                    && inner
-                        .games
-                        .get(room)
-                        .is_some_and(|game| game.status != Status::Finished)
-            }) {
+            let playing = inner.running_match_of(player);
+            if let Some(room) = playing.filter(|room| *room != game.room_id) {
                 let player = player.to_string();
                 return Err(StoreError::Seated { player, room });
             }
