@@ -182,7 +182,12 @@ impl Gateway {
         let identity = &state.identity;
         let socket_id = socket.id.to_string();
         let player = identity.player.clone();
-        socket.join(player_room(&player));
+        // A socket resuming a match joins its player's room only once the room's feed knows
+        // where its `resumed` will start (below): joined sooner, it could be handed versions
+        // its player already heard on the connection before (found by the chaos run).
+        if !identity.resumed {
+            socket.join(player_room(&player));
+        }
         // The Admin UI names a socket by a room of its id.
         socket.join(socket_id.clone());
 
@@ -216,28 +221,34 @@ impl Gateway {
         );
         tracing::debug!(socket = %socket_id, player, resumed = identity.resumed, "connected");
 
-        if let Some(room) = session.room_id.filter(|_| identity.resumed) {
-            // Heard from now on, before the match is told: its next message reaches us.
-            self.inner
-                .outbox
-                .feeds()
-                .follow(&room, &socket_id, From::Now)
-                .await;
-            match self
-                .inner
-                .matches
-                .reconnected(&room, &player, &socket_id)
-                .await
-            {
-                Ok(finished) => {
-                    let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
-                    self.join_room(socket, room.clone());
-                    if let Some(resumed) = finished {
-                        let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);
-                    }
-                }
-                Err(error) => tracing::warn!(player, room, %error, "could not resume"),
+        let Some(room) = session.room_id.filter(|_| identity.resumed) else {
+            if identity.resumed {
+                socket.join(player_room(&player));
             }
+            return;
+        };
+        // Heard from now on, before the match is told: its next message reaches us. What the
+        // feed holds up to the stored version, the `resumed` snapshot brings.
+        self.inner
+            .outbox
+            .feeds()
+            .follow(&room, &socket_id, From::Now)
+            .await;
+        socket.join(player_room(&player));
+        match self
+            .inner
+            .matches
+            .reconnected(&room, &player, &socket_id)
+            .await
+        {
+            Ok(finished) => {
+                let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
+                self.join_room(socket, room.clone());
+                if let Some(resumed) = finished {
+                    let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);
+                }
+            }
+            Err(error) => tracing::warn!(player, room, %error, "could not resume"),
         }
     }
 
