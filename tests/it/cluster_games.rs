@@ -100,7 +100,7 @@ async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_th
     let joins = players
         .iter()
         .zip(&asks)
-        .map(|(p, ask)| p.request("joinMatchmaking", ask.clone()));
+        .map(|(p, ask)| p.request_within("joinMatchmaking", ask.clone(), Duration::from_secs(60)));
     let acks = join_all(joins).await;
     let joined = started.elapsed();
     assert!(

@@ -351,11 +351,22 @@ impl Player {
         self.request_with(event, Payload::Text(Vec::new())).await
     }
 
+    /// [`Player::request`], waiting up to `patience` for the answer: for a burst of a thousand
+    /// requests at once, which a loaded machine answers within seconds, not at once.
+    pub async fn request_within(&self, event: &str, data: Value, patience: Duration) -> Value {
+        self.answer_within(event, Payload::Text(vec![data]), patience)
+            .await
+    }
+
     async fn request_with(&self, event: &str, payload: Payload) -> Value {
+        self.answer_within(event, payload, PATIENCE).await
+    }
+
+    async fn answer_within(&self, event: &str, payload: Payload, patience: Duration) -> Value {
         let (tx, rx) = oneshot::channel();
         let tx = Arc::new(Mutex::new(Some(tx)));
         self.client
-            .emit_with_ack(event, payload, PATIENCE, move |payload, _| {
+            .emit_with_ack(event, payload, patience, move |payload, _| {
                 if let Some(tx) = tx.lock().unwrap().take() {
                     let _ = tx.send(first_ack_value(payload));
                 }
@@ -363,7 +374,7 @@ impl Player {
             })
             .await
             .unwrap();
-        tokio::time::timeout(PATIENCE, rx)
+        tokio::time::timeout(patience, rx)
             .await
             .unwrap_or_else(|_| panic!("no acknowledgement for {event}"))
             .unwrap()
