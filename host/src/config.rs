@@ -38,7 +38,7 @@ pub struct Config {
     pub socket_buffer: usize,
     pub runtime: Limits,
     /// Redis to share state with other instances through; `None` runs alone, in memory.
-    pub redis_url: Option<String>,
+    pub redis: Option<RedisTarget>,
     /// Prepended to every Redis key and channel, so several fleets (or tests) share one Redis.
     pub redis_prefix: String,
     /// How long an instance's heartbeat lives: others reap a silent instance after this.
@@ -71,7 +71,7 @@ impl Config {
             transport_max_payload: 1 << 20,
             socket_buffer: 1024,
             runtime: Limits::default(),
-            redis_url: None,
+            redis: None,
             redis_prefix: String::new(),
             heartbeat_ttl: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
@@ -84,4 +84,74 @@ impl Config {
 
 pub fn default_instance_id() -> String {
     format!("{}-{}", std::process::id(), crate::model::now_ms())
+}
+
+/// Where a fleet's Redis is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`REDIS_URL`).
+    Server(String),
+    /// A Redis Cluster, found through these seed nodes (`REDIS_CLUSTER_NODES`).
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// The target the two settings name (empty counts as unset): neither runs alone in memory;
+    /// both is a mistake worth refusing to start over, since either choice could be the wrong one.
+    pub fn from_settings(
+        url: Option<&str>,
+        cluster_nodes: Option<&str>,
+    ) -> Result<Option<Self>, String> {
+        let url = url.map(str::trim).filter(|url| !url.is_empty());
+        let nodes: Vec<String> = cluster_nodes
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(String::from)
+            .collect();
+        match (url, nodes.is_empty()) {
+            (Some(_), false) => Err(
+                "REDIS_URL and REDIS_CLUSTER_NODES are both set: set REDIS_URL for one Redis server, \
+                 or REDIS_CLUSTER_NODES for a Redis Cluster"
+                    .into(),
+            ),
+            (Some(url), true) => Ok(Some(RedisTarget::Server(url.to_string()))),
+            (None, false) => Ok(Some(RedisTarget::Cluster(nodes))),
+            (None, true) => Ok(None),
+        }
+    }
+}
+
+impl std::fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Server(url) => write!(f, "Redis at {url}"),
+            RedisTarget::Cluster(nodes) => write!(f, "the Redis Cluster at {}", nodes.join(",")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisTarget;
+
+    #[test]
+    fn redis_is_one_server_a_cluster_or_none_but_never_both() {
+        assert_eq!(RedisTarget::from_settings(None, None), Ok(None));
+        assert_eq!(RedisTarget::from_settings(Some(""), Some(" , ")), Ok(None));
+        assert_eq!(
+            RedisTarget::from_settings(Some("redis://h:1"), None),
+            Ok(Some(RedisTarget::Server("redis://h:1".into())))
+        );
+        assert_eq!(
+            RedisTarget::from_settings(None, Some("redis://a:1, redis://b:2,")),
+            Ok(Some(RedisTarget::Cluster(vec![
+                "redis://a:1".into(),
+                "redis://b:2".into()
+            ])))
+        );
+        let both = RedisTarget::from_settings(Some("redis://h:1"), Some("redis://a:1"));
+        assert!(both.unwrap_err().contains("both set"));
+    }
 }

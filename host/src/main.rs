@@ -2,7 +2,7 @@
 //! named beside it; `gamehost --help` lists them.
 
 use clap::Parser;
-use host::config::{BotSettings, Config, default_instance_id};
+use host::config::{BotSettings, Config, RedisTarget, default_instance_id};
 use host::gateway::ClientLimits;
 use host::listener::ConnectionLimits;
 use host::runtime::Limits;
@@ -100,6 +100,10 @@ struct Args {
     /// Unset: standalone, in memory. Unreachable at start: waited for, nothing served meanwhile.
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// A Redis Cluster to share state through instead of one server: its seed nodes, comma
+    /// separated (e.g. `redis://10.0.0.1:7000,redis://10.0.0.2:7000`). Not with REDIS_URL.
+    #[arg(long, env = "REDIS_CLUSTER_NODES")]
+    redis_cluster_nodes: Option<String>,
     /// Prefix of every Redis key and channel this fleet uses.
     #[arg(long, env = "REDIS_PREFIX", default_value = "")]
     redis_prefix: String,
@@ -147,7 +151,17 @@ struct ReplayArgs {
 }
 
 impl Args {
-    fn config(self) -> Config {
+    /// Where the fleet's Redis is, if anywhere.
+    fn redis(&self) -> anyhow::Result<Option<RedisTarget>> {
+        RedisTarget::from_settings(
+            self.redis_url.as_deref(),
+            self.redis_cluster_nodes.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    fn config(self) -> anyhow::Result<Config> {
+        let redis = self.redis()?;
         let mut config = Config::new(self.rules_dir);
         config.instance_id = self.instance_id.unwrap_or_else(default_instance_id);
         config.game = self.game;
@@ -174,7 +188,7 @@ impl Args {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
         };
         config.transport_max_payload = self.max_transport_payload;
-        config.redis_url = self.redis_url.filter(|url| !url.is_empty());
+        config.redis = redis;
         config.redis_prefix = self.redis_prefix;
         config.heartbeat_ttl = Duration::from_millis(self.heartbeat_ttl_ms.max(300));
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
@@ -186,7 +200,7 @@ impl Args {
             module_functions: self.rules_max_functions,
             ..Limits::default()
         };
-        config
+        Ok(config)
     }
 }
 
@@ -206,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    host::server::run(listener, args.config(), shutdown_signal()).await?;
+    host::server::run(listener, args.config()?, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -284,11 +298,15 @@ struct ReplaySetup {
 impl ReplaySetup {
     async fn new(args: &Args) -> anyhow::Result<ReplaySetup> {
         use anyhow::Context;
-        let store = match args.redis_url.as_deref().filter(|url| !url.is_empty()) {
-            Some(url) => Some(host::store::Store::Redis(
-                host::store::RedisStore::connect(url, &args.redis_prefix, Duration::from_secs(5))
-                    .await
-                    .with_context(|| format!("cannot reach Redis at {url}"))?,
+        let store = match args.redis()? {
+            Some(target) => Some(host::store::Store::Redis(
+                host::store::RedisStore::connect(
+                    &target,
+                    &args.redis_prefix,
+                    Duration::from_secs(5),
+                )
+                .await
+                .with_context(|| format!("cannot reach {target}"))?,
             )),
             None => None,
         };
@@ -316,7 +334,7 @@ impl ReplaySetup {
             }
             LogSource::Room(room) => {
                 let store = self.store.as_ref().context(
-                    "--room reads the log from the store: set REDIS_URL (a lone instance keeps \
+                    "--room reads the log from the store: set REDIS_URL or REDIS_CLUSTER_NODES (a lone instance keeps \
                      its matches in memory: save GET /matches/<room>/log and replay the file)",
                 )?;
                 let game = store

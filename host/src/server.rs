@@ -127,19 +127,17 @@ async fn run_until(
             None
         }
     };
-    let bus = match &*store {
-        Store::Redis(redis) => redis.bus(),
-        Store::Memory(_) => Bus::new(),
+    // On a Redis Cluster the store's prefix carries the fleet's hash tag, so that the adapter's
+    // channels live in the same slot as everything else (see `redis_store`).
+    let (bus, channel_prefix) = match &*store {
+        Store::Redis(redis) => (redis.bus(), redis.prefix().to_string()),
+        Store::Memory(_) => (Bus::new(), config.redis_prefix.clone()),
     };
-    let admin_ui = AdminUi::new(
-        config.admin_token.clone(),
-        bus.clone(),
-        &config.redis_prefix,
-    );
+    let admin_ui = AdminUi::new(config.admin_token.clone(), bus.clone(), &channel_prefix);
     let adapter = RedisAdapterCtr::new_with_driver(
         bus,
         RedisAdapterConfig::new()
-            .with_prefix(format!("{}socket.io", config.redis_prefix))
+            .with_prefix(format!("{channel_prefix}socket.io"))
             .with_stream_buffer(65_536),
     );
     let (layer, io) = SocketIo::builder()
@@ -322,18 +320,18 @@ async fn detach_request_parts(mut request: axum::extract::Request) -> axum::extr
     request
 }
 
-/// The store `config` asks for: memory without `REDIS_URL`, else Redis, waited for as long as
+/// The store `config` asks for: memory without `REDIS_URL` or `REDIS_CLUSTER_NODES`, else Redis, waited for as long as
 /// it takes. An instance of a fleet that went on alone because Redis was away when it started
 /// would be an island for its whole life: its players' sessions, queues and matches unknown to
 /// the others (the chaos run found players who resumed there told their session was unknown).
 /// Until Redis answers nothing is served, so a balancer's health check sends it nobody.
 async fn connect_store(config: &Config) -> Store {
-    let Some(url) = &config.redis_url else {
+    let Some(target) = &config.redis else {
         return Store::default();
     };
     let mut wait = Duration::from_millis(100);
     loop {
-        match RedisStore::connect(url, &config.redis_prefix, Duration::from_secs(2)).await {
+        match RedisStore::connect(target, &config.redis_prefix, Duration::from_secs(2)).await {
             Ok(redis) => return Store::Redis(redis),
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?wait, "Redis does not answer: waiting for it before serving");

@@ -2,7 +2,9 @@
 //! the same states and outcome, through the host (`host::replay`, `gamehost replay`) and
 //! natively (`sdk::testing::replay`); an altered log is caught at the entry that was altered.
 
-use crate::cluster_support::{PrivateRedis, cluster_server, gamehost_binary, unique_prefix};
+use crate::cluster_support::{
+    PrivateRedis, Shared, cluster_server, gamehost_binary, unique_prefix,
+};
 use crate::play::{to_the_end, wizard};
 use crate::support::{
     Endpoint, Player, bare_game, http, matched_pair, module_bytes, module_of, moves_to,
@@ -330,7 +332,7 @@ async fn on_redis_a_finished_games_log_is_kept_with_it_and_pruned_with_it() {
     use redis::Commands;
     let redis = PrivateRedis::start();
     let prefix = unique_prefix();
-    let store = RedisStore::connect(&redis.url(), &prefix, Duration::from_secs(2))
+    let store = RedisStore::connect(&redis.target(), &prefix, Duration::from_secs(2))
         .await
         .unwrap();
     let (record, mut game) = bare_game("r");

@@ -2,7 +2,7 @@
 //! leaving, Redis going away. Each test has its own `redis-server` (some restart it) and its own
 //! key prefix.
 
-use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_prefix};
+use crate::cluster_support::{HostProcess, PrivateRedis, Shared, cluster_server, unique_prefix};
 use crate::support::{Player, act, http, position, server, settle, strike_each_other};
 use redis::Commands;
 use serde_json::{Value, json};
@@ -22,20 +22,20 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
 }
 
 /// The socket mappings stored under `prefix`, by socket id.
-fn mappings(redis: &PrivateRedis, prefix: &str) -> BTreeMap<String, Value> {
+fn mappings(redis: &impl Shared, prefix: &str) -> BTreeMap<String, Value> {
     let raw: BTreeMap<String, String> = redis
         .conn()
-        .hgetall(format!("{prefix}socket_mappings"))
+        .hgetall(format!("{}socket_mappings", redis.key_prefix(prefix)))
         .unwrap();
     raw.into_iter()
         .map(|(k, v)| (k, serde_json::from_str(&v).unwrap()))
         .collect()
 }
 
-fn stored_game(redis: &PrivateRedis, prefix: &str, room: &str) -> Option<Value> {
+fn stored_game(redis: &impl Shared, prefix: &str, room: &str) -> Option<Value> {
     let raw: Option<String> = redis
         .conn()
-        .hget(format!("{prefix}game_states"), room)
+        .hget(format!("{}game_states", redis.key_prefix(prefix)), room)
         .unwrap();
     raw.map(|raw| serde_json::from_str(&raw).unwrap())
 }
@@ -58,7 +58,10 @@ pub(crate) async fn pair_across(a: &Player, b: &Player, level: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_with_its_players_on_two_instances_plays_to_the_end() {
-    let redis = PrivateRedis::start();
+    a_match_across_two_instances(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn a_match_across_two_instances(redis: impl Shared) {
     let prefix = unique_prefix();
     let one = cluster_server(&redis, &prefix, |_| {}).await;
     let two = cluster_server(&redis, &prefix, |_| {}).await;
@@ -142,7 +145,7 @@ async fn a_match_with_its_players_on_two_instances_plays_to_the_end() {
 /// Sets up an instance process `doomed` holding player `a` (in a match with `b` on `survivor`,
 /// with one action submitted) and player `w` waiting at level 7.
 async fn doomed_instance(
-    redis: &PrivateRedis,
+    redis: &impl Shared,
     prefix: &str,
     heartbeat_ttl_ms: &str,
 ) -> (
@@ -184,7 +187,7 @@ async fn doomed_instance(
 /// After `doomed` is gone: `a` resumes on the survivor with its action kept, `b` was told, and
 /// nothing of the doomed instance is left in Redis.
 async fn resumes_elsewhere(
-    redis: &PrivateRedis,
+    redis: &impl Shared,
     prefix: &str,
     survivor: &host::server::RunningServer,
     doomed_id: &str,
@@ -222,7 +225,7 @@ async fn resumes_elsewhere(
     assert!(left.is_empty(), "mappings of the dead instance: {left:?}");
     let waiting: usize = redis
         .conn()
-        .llen(format!("{prefix}waiting:level:7"))
+        .llen(format!("{}waiting:level:7", redis.key_prefix(prefix)))
         .unwrap();
     assert_eq!(waiting, 0, "its queue entry is gone");
     let (_, stats) = http(survivor, "GET", "/health/stats", None).await;
@@ -237,16 +240,16 @@ async fn resumes_elsewhere(
 }
 
 /// A player's session as stored, if there is one.
-fn stored_session(redis: &PrivateRedis, prefix: &str, player: &str) -> Option<Value> {
+fn stored_session(redis: &impl Shared, prefix: &str, player: &str) -> Option<Value> {
     let raw: Option<String> = redis
         .conn()
-        .get(format!("{prefix}session:{player}"))
+        .get(format!("{}session:{player}", redis.key_prefix(prefix)))
         .unwrap();
     raw.map(|raw| serde_json::from_str(&raw).unwrap())
 }
 
 /// Waits (up to 15 s) until `player`'s stored session is held by `socket` (`None`: released).
-async fn session_held_by(redis: &PrivateRedis, prefix: &str, player: &str, socket: Option<&str>) {
+async fn session_held_by(redis: &impl Shared, prefix: &str, player: &str, socket: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let session = stored_session(redis, prefix, player);
@@ -294,7 +297,11 @@ async fn an_instance_taken_for_dead_while_alive_takes_its_players_back() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let expiring: Vec<String> = redis
         .conn()
-        .zrange(format!("{prefix}session_expiry"), 0, -1)
+        .zrange(
+            format!("{}session_expiry", redis.key_prefix(&prefix)),
+            0,
+            -1,
+        )
         .unwrap();
     assert!(!expiring.contains(&a.id), "{expiring:?}");
     strike_each_other(&a, &b, &room).await;
@@ -309,7 +316,10 @@ async fn an_instance_taken_for_dead_while_alive_takes_its_players_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_players_resume_on_another_instance_and_the_dead_one_is_reaped() {
-    let redis = PrivateRedis::start();
+    resume_after_a_kill_9(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn resume_after_a_kill_9(redis: impl Shared) {
     let prefix = unique_prefix();
     let (doomed, survivor, a, b, room) = doomed_instance(&redis, &prefix, "1000").await;
     let doomed_id = doomed.instance_id.clone();
@@ -331,16 +341,25 @@ async fn after_a_kill_9_players_resume_on_another_instance_and_the_dead_one_is_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sigterm_players_resume_on_another_instance_at_once() {
-    let redis = PrivateRedis::start();
+    resume_after_a_sigterm(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn resume_after_a_sigterm(redis: impl Shared) {
     let prefix = unique_prefix();
     // A heartbeat that would take a minute to expire: everything below must come from the
     // instance's own goodbye.
     let (doomed, survivor, a, b, room) = doomed_instance(&redis, &prefix, "60000").await;
     let doomed_id = doomed.instance_id.clone();
-    let members: HashSet<String> = redis.conn().smembers(format!("{prefix}instances")).unwrap();
+    let members: HashSet<String> = redis
+        .conn()
+        .smembers(format!("{}instances", redis.key_prefix(&prefix)))
+        .unwrap();
     assert!(members.contains(&doomed_id));
     doomed.terminate().await;
-    let members: HashSet<String> = redis.conn().smembers(format!("{prefix}instances")).unwrap();
+    let members: HashSet<String> = redis
+        .conn()
+        .smembers(format!("{}instances", redis.key_prefix(&prefix)))
+        .unwrap();
     assert!(!members.contains(&doomed_id), "it left the registry");
     let left = mappings(&redis, &prefix)
         .into_values()
@@ -414,7 +433,7 @@ async fn started_before_redis_it_waits_for_it_and_then_joins_the_fleet() {
     let starting = tokio::spawn({
         let (url, prefix) = (url.clone(), prefix.clone());
         server(move |c| {
-            c.redis_url = Some(url);
+            c.redis = Some(host::config::RedisTarget::Server(url));
             c.redis_prefix = prefix;
         })
     });
@@ -434,7 +453,10 @@ async fn started_before_redis_it_waits_for_it_and_then_joins_the_fleet() {
     assert_eq!(health["redis"], true, "{health}");
     // And its players are the fleet's: their sessions are in Redis.
     crate::support::matched_pair(&server, 1).await;
-    let sessions: Vec<String> = redis.conn().keys(format!("{prefix}session:*")).unwrap();
+    let sessions: Vec<String> = redis
+        .conn()
+        .keys(format!("{}session:*", redis.key_prefix(&prefix)))
+        .unwrap();
     assert_eq!(sessions.len(), 2, "{sessions:?}");
 }
 
@@ -448,8 +470,8 @@ async fn racing_writers_never_lose_an_update() {
 
     let redis = PrivateRedis::start();
     let prefix = unique_prefix();
-    let url = redis.url();
-    let connect = || RedisStore::connect(&url, &prefix, Duration::from_secs(2));
+    let target = redis.target();
+    let connect = || RedisStore::connect(&target, &prefix, Duration::from_secs(2));
     let (one, two) = (connect().await.unwrap(), connect().await.unwrap());
     let (record, game) = crate::support::bare_game("r");
     let setup = game.log_entry(LogInput::Timeout);
@@ -525,10 +547,13 @@ async fn players_of_another_game_and_mode_are_paired_across_instances() {
         let view = player.next("view").await;
         assert_eq!(view["view"]["yourDice"].as_array().unwrap().len(), 3);
     }
-    let queued: Vec<String> = redis.conn().keys(format!("{prefix}waiting:*")).unwrap();
+    let queued: Vec<String> = redis
+        .conn()
+        .keys(format!("{}waiting:*", redis.key_prefix(&prefix)))
+        .unwrap();
     assert_eq!(
         queued,
-        [format!("{prefix}waiting:level:2")],
+        [format!("{}waiting:level:2", redis.key_prefix(&prefix))],
         "the original's key"
     );
     assert_eq!(

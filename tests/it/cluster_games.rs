@@ -2,7 +2,7 @@
 //! games joining at once, bots that outlive the instance that seated them, and instances whose
 //! folders hold different games.
 
-use crate::cluster_support::{HostProcess, PrivateRedis, cluster_server, unique_prefix};
+use crate::cluster_support::{HostProcess, PrivateRedis, Shared, cluster_server, unique_prefix};
 use crate::play;
 use crate::support::{Player, http, module_bytes, rules_dir, seated, settle};
 use futures_util::future::join_all;
@@ -69,7 +69,10 @@ async fn four_players_of_liars_dice_on_three_instances_play_to_the_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_the_seats() {
-    let redis = PrivateRedis::start();
+    a_thousand_players_race(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn a_thousand_players_race(redis: impl Shared) {
     let prefix = unique_prefix();
     let mut servers = Vec::new();
     for _ in 0..3 {
@@ -148,9 +151,15 @@ async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_th
     // With every join in before any table's fill time: 28, 27 and 27 full tables of six, and
     // a table of four at levels 2 and 3.
     assert_eq!(tables["liars-dice"], 84, "joined in {joined:?}");
-    let stored: usize = redis.conn().hlen(format!("{prefix}matches")).unwrap();
+    let stored: usize = redis
+        .conn()
+        .hlen(format!("{}matches", redis.key_prefix(&prefix)))
+        .unwrap();
     assert_eq!(stored, rooms.len(), "one match record a room");
-    let waiting: Vec<String> = redis.conn().keys(format!("{prefix}waiting:*")).unwrap();
+    let waiting: Vec<String> = redis
+        .conn()
+        .keys(format!("{}waiting:*", redis.key_prefix(&prefix)))
+        .unwrap();
     assert!(waiting.is_empty(), "no queue left: {waiting:?}");
     let (_, stats) = http(&servers[1], "GET", "/health/stats", None).await;
     assert_eq!(stats["queues"], json!({}), "nobody waits: {stats}");

@@ -1,8 +1,9 @@
-//! What the multi-instance tests run on: private `redis-server`s, in-process servers sharing one,
-//! and `gamehost` processes (so an instance can be killed for real).
+//! What the multi-instance tests run on: private `redis-server`s and private Redis Clusters
+//! ([`Shared`]), in-process servers sharing one, and `gamehost` processes (so an instance can be
+//! killed for real).
 
 use crate::support::{Endpoint, target_dir};
-use host::config::Config;
+use host::config::{Config, RedisTarget};
 use host::server::RunningServer;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -26,6 +27,19 @@ pub fn unique_prefix() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// What a fleet under test shares its state through.
+pub trait Shared {
+    /// How an in-process server reaches it.
+    fn target(&self) -> RedisTarget;
+    /// How a `gamehost` process reaches it: one variable of its environment.
+    fn env(&self) -> (&'static str, String);
+    /// A plain connection for looking at what the instances stored (on a cluster, to the node
+    /// that holds the fleet's keys now).
+    fn conn(&self) -> redis::Connection;
+    /// What the names of the keys a fleet with `prefix` writes start with.
+    fn key_prefix(&self, prefix: &str) -> String;
 }
 
 /// A `redis-server` of the test's own, on a free port, keeping nothing on disk: stopping it
@@ -61,16 +75,7 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server starts (`cargo xtask test` installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} never answered", self.port);
+        wait_for_ping(&self.url());
     }
 
     pub fn url(&self) -> String {
@@ -90,13 +95,26 @@ impl PrivateRedis {
         std::thread::sleep(down_for);
         self.launch();
     }
+}
 
-    /// A plain connection for looking at what the instances stored.
-    pub fn conn(&self) -> redis::Connection {
+impl Shared for PrivateRedis {
+    fn target(&self) -> RedisTarget {
+        RedisTarget::Server(self.url())
+    }
+
+    fn env(&self) -> (&'static str, String) {
+        ("REDIS_URL", self.url())
+    }
+
+    fn conn(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .unwrap()
             .get_connection()
             .unwrap()
+    }
+
+    fn key_prefix(&self, prefix: &str) -> String {
+        prefix.to_string()
     }
 }
 
@@ -106,15 +124,239 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A Redis Cluster of the test's own: three masters on free ports, no replicas, keeping nothing
+/// on disk (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create`).
+pub struct LocalCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: std::path::PathBuf,
+}
+
+/// The slot a fleet's keys are in on a cluster (that of its hash tag, `{fleet}`).
+const FLEET_SLOT_KEY: &str = "{fleet}";
+
+impl LocalCluster {
+    pub fn start() -> LocalCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "gamehost-cluster-{}",
+            unique_prefix().trim_end_matches(':').replace(':', "-")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = LocalCluster {
+            ports: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+                .arg("--cluster-config-file")
+                .arg(cluster.dir.join(format!("nodes-{port}.conf")))
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts (`cargo xtask test` installs it)");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        for port in &cluster.ports {
+            wait_for_ping(&format!("redis://127.0.0.1:{port}"));
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.ports.iter().all(|port| cluster.node_is_ok(*port)) {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster never reached state ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    fn node(&self, port: u16) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn node_is_ok(&self, port: u16) -> bool {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut self.node(port))
+            .unwrap_or_default();
+        info.contains("cluster_state:ok")
+    }
+
+    /// The slot the fleet's keys are in.
+    pub fn fleet_slot(&self) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(FLEET_SLOT_KEY)
+            .query(&mut self.node(self.ports[0]))
+            .unwrap()
+    }
+
+    /// The port of the node that serves `slot` now, as the node asked first sees it.
+    pub fn owner_of(&self, slot: u16) -> u16 {
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut self.node(self.ports[0]))
+            .unwrap();
+        for range in ranges {
+            // start, end, then the master: address, port, id and (Redis 7) more.
+            let (start, end, master): (u16, u16, Vec<redis::Value>) =
+                redis::FromRedisValue::from_redis_value(range).unwrap();
+            if (start..=end).contains(&slot) {
+                return redis::FromRedisValue::from_redis_value(master[1].clone()).unwrap();
+            }
+        }
+        panic!("no node serves slot {slot}");
+    }
+
+    fn id_of(&self, port: u16) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.node(port))
+            .unwrap()
+    }
+
+    /// Moves `slot` and its keys from the node that serves it to another, as
+    /// `redis-cli --cluster reshard` does; returns the new owner's port.
+    pub fn migrate_slot(&self, slot: u16) -> u16 {
+        let from = self.owner_of(slot);
+        let to = *self.ports.iter().find(|port| **port != from).unwrap();
+        let (from_id, to_id) = (self.id_of(from), self.id_of(to));
+        let (mut source, mut target) = (self.node(from), self.node(to));
+        let set = |conn: &mut redis::Connection, state: &str, id: &str| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(id)
+                .query(conn)
+                .unwrap();
+        };
+        set(&mut target, "IMPORTING", &from_id);
+        set(&mut source, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut source)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("REPLACE")
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut source)
+                .unwrap();
+        }
+        for port in &self.ports {
+            set(&mut self.node(*port), "NODE", &to_id);
+        }
+        to
+    }
+
+    /// A connection to the node at `port`.
+    pub fn node_conn(&self, port: u16) -> redis::Connection {
+        self.node(port)
+    }
+}
+
+impl Shared for LocalCluster {
+    fn target(&self) -> RedisTarget {
+        RedisTarget::Cluster(self.env().1.split(',').map(String::from).collect())
+    }
+
+    fn env(&self) -> (&'static str, String) {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect();
+        ("REDIS_CLUSTER_NODES", nodes.join(","))
+    }
+
+    fn conn(&self) -> redis::Connection {
+        self.node(self.owner_of(self.fleet_slot()))
+    }
+
+    fn key_prefix(&self, prefix: &str) -> String {
+        format!("{prefix}{FLEET_SLOT_KEY}")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port whose cluster bus port (10000 above it) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn wait_for_ping(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection())
+            && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server at {url} never answered");
+}
+
 /// An in-process server sharing `redis` under `prefix`.
 pub async fn cluster_server(
-    redis: &PrivateRedis,
+    redis: &impl Shared,
     prefix: &str,
     tweak: impl FnOnce(&mut Config),
 ) -> RunningServer {
-    let (url, prefix) = (redis.url(), prefix.to_string());
+    let (target, prefix) = (redis.target(), prefix.to_string());
     crate::support::server(move |config| {
-        config.redis_url = Some(url);
+        config.redis = Some(target);
         config.redis_prefix = prefix;
         config.heartbeat_ttl = Duration::from_millis(1_000);
         tweak(config);
@@ -151,9 +393,9 @@ impl Endpoint for HostProcess {
 }
 
 impl HostProcess {
-    pub async fn spawn(redis: &PrivateRedis, prefix: &str, env: &[(&str, &str)]) -> HostProcess {
-        let url = redis.url();
-        let mut shared = vec![("REDIS_URL", url.as_str()), ("REDIS_PREFIX", prefix)];
+    pub async fn spawn(redis: &impl Shared, prefix: &str, env: &[(&str, &str)]) -> HostProcess {
+        let (variable, value) = redis.env();
+        let mut shared = vec![(variable, value.as_str()), ("REDIS_PREFIX", prefix)];
         shared.extend_from_slice(env);
         HostProcess::start(&shared, None, None).await
     }

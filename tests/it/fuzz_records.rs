@@ -5,7 +5,7 @@
 //! next compare-and-set of the game still lands. Then, with a live server: a running match whose
 //! stored state is damaged still answers its players and plays to its end.
 
-use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
+use crate::cluster_support::{PrivateRedis, Shared, cluster_server, unique_prefix};
 use crate::fuzz_support::{Mutation, cases, corpus, draw, json, mutate, mutations, tweak};
 use crate::play::{to_the_end, wizard};
 use crate::support::{Player, bare_game, http, matched_pair, unhurried_limits};
@@ -85,7 +85,7 @@ async fn read_everything(store: &RedisStore, version: &mut u64) {
 async fn damaged_records_are_errors_for_themselves_never_panics() {
     let redis = PrivateRedis::start();
     let prefix = unique_prefix();
-    let store = RedisStore::connect(&redis.url(), &prefix, Duration::from_secs(2))
+    let store = RedisStore::connect(&redis.target(), &prefix, Duration::from_secs(2))
         .await
         .unwrap();
     let (record, game) = bare_game("r");

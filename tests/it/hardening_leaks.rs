@@ -1,7 +1,7 @@
 //! A socket's mapping and session die with it, however early it goes: 2,000 connections that
 //! send their connect and drop at once leave nothing behind, in memory and on Redis.
 
-use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
+use crate::cluster_support::{PrivateRedis, Shared, cluster_server, unique_prefix};
 use crate::support::{Endpoint, PATIENCE, http, server};
 use futures_util::{SinkExt, StreamExt};
 use host::server::RunningServer;

@@ -1,7 +1,7 @@
 //! Rules modules swapped while the servers run: uploads, the watched folder, rollbacks, versions
 //! shared through Redis, matches pinned to the version they started with, broken modules refused.
 
-use crate::cluster_support::{PrivateRedis, cluster_server, unique_prefix};
+use crate::cluster_support::{PrivateRedis, Shared, cluster_server, unique_prefix};
 use crate::support::{
     Endpoint, Player, activate, http, install_file, matched_pair, module_bytes, module_of,
     moves_to, play_a_round, rules_dir, server, settle, strike_each_other, upload, variant,
@@ -14,7 +14,7 @@ const GAME: &str = "wizard-battle";
 
 /// Three instances on one Redis, each with a rules folder of its own holding `rules`.
 async fn three_instances(
-    redis: &PrivateRedis,
+    redis: &impl Shared,
     prefix: &str,
     rules: &[u8],
 ) -> Vec<host::server::RunningServer> {
@@ -259,7 +259,10 @@ fn without_migrations(bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_pins_matches_unless_the_new_version_migrates_them_at_a_round_boundary() {
-    let redis = PrivateRedis::start();
+    a_swap_across_instances(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn a_swap_across_instances(redis: impl Shared) {
     let prefix = unique_prefix();
     let v1_bytes = module_bytes("rules", GAME);
     let v1 = version_of(&v1_bytes);

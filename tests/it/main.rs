@@ -30,6 +30,7 @@ mod rules_determinism;
 mod rules_hostile;
 mod rules_tiers;
 mod scale_haproxy;
+mod scale_redis_cluster;
 mod scale_targeted;
 mod server_bad_input;
 mod server_bots;

@@ -4,7 +4,7 @@
 //! while this test drains the instance of one player (SIGTERM) and kills the instance of another
 //! (SIGKILL); every player resumes through the balancer and both matches end.
 
-use crate::cluster_support::{HostProcess, PrivateRedis, free_port, unique_prefix};
+use crate::cluster_support::{HostProcess, PrivateRedis, Shared, free_port, unique_prefix};
 
 use crate::support::Endpoint;
 use redis::Commands;

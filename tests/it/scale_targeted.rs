@@ -3,7 +3,7 @@
 //! rooms (and of anything else) reached it.
 
 use crate::cluster::pair_across;
-use crate::cluster_support::{HostProcess, PrivateRedis, unique_prefix};
+use crate::cluster_support::{HostProcess, PrivateRedis, Shared, unique_prefix};
 use crate::faces_metrics::{read, scrape};
 use crate::support::{Player, act, position, settle, strike_each_other};
 use serde_json::json;
@@ -18,7 +18,7 @@ async fn received(host: &HostProcess, feed: &str) -> f64 {
 }
 
 /// `a` queues, `b` joins: matched across their instances, and shown the board.
-async fn pair(a: &Player, b: &Player, level: i64) -> String {
+pub(crate) async fn pair(a: &Player, b: &Player, level: i64) -> String {
     let room = pair_across(a, b, level).await;
     a.next("view").await;
     b.next("view").await;
@@ -27,7 +27,7 @@ async fn pair(a: &Player, b: &Player, level: i64) -> String {
 
 /// Two rounds: both stay, then strike each other (a draw); then each saw every round once, in
 /// order, and the match's start and end once.
-async fn play_to_the_end(a: &Player, b: &Player, room: &str) {
+pub(crate) async fn play_to_the_end(a: &Player, b: &Player, room: &str) {
     let (stay_a, stay_b) = (position(a), position(b));
     for (player, stay) in [(a, stay_a), (b, stay_b)] {
         let ack = act(player, room, json!({ "spell": "teleport", "target": stay })).await;
@@ -59,9 +59,10 @@ async fn play_to_the_end(a: &Player, b: &Player, room: &str) {
     }
 }
 
-/// Four instances on one Redis; `a` on the first and `b` on the second play a match.
-async fn four_instances_and_a_match() -> (PrivateRedis, Vec<HostProcess>, Player, Player, String) {
-    let redis = PrivateRedis::start();
+/// Four instances on `redis`; `a` on the first and `b` on the second play a match.
+async fn four_instances_and_a_match<R: Shared>(
+    redis: R,
+) -> (R, Vec<HostProcess>, Player, Player, String) {
     let prefix = unique_prefix();
     let mut fleet = Vec::new();
     for _ in 0..4 {
@@ -82,7 +83,12 @@ async fn chat(from: &Player, room: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_four_instances_the_two_without_players_receive_nothing_of_a_match_and_its_chat() {
-    let (_redis, fleet, a, b, room) = four_instances_and_a_match().await;
+    only_instances_with_players_hear_a_match(PrivateRedis::start()).await;
+}
+
+/// Also exactly once and in order (`play_to_the_end`).
+pub(crate) async fn only_instances_with_players_hear_a_match(redis: impl Shared) {
+    let (_redis, fleet, a, b, room) = four_instances_and_a_match(redis).await;
 
     chat(&a, &room, "hello").await;
     chat(&b, &room, "hi").await;
@@ -102,7 +108,7 @@ async fn of_four_instances_the_two_without_players_receive_nothing_of_a_match_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_who_resumes_on_another_instance_is_reached_there_and_no_longer_where_it_was() {
-    let (_redis, fleet, a, b, room) = four_instances_and_a_match().await;
+    let (_redis, fleet, a, b, room) = four_instances_and_a_match(PrivateRedis::start()).await;
 
     // b moves from the second instance to the third.
     let auth = b.resume_auth();
@@ -136,7 +142,10 @@ async fn a_player_who_resumes_on_another_instance_is_reached_there_and_no_longer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_pub_sub_connections_lose_and_double_nothing() {
-    let redis = PrivateRedis::start();
+    killed_pub_sub_connections(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn killed_pub_sub_connections(redis: impl Shared) {
     let prefix = unique_prefix();
     let one = HostProcess::spawn(&redis, &prefix, &[]).await;
     let two = HostProcess::spawn(&redis, &prefix, &[]).await;

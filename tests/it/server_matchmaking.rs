@@ -208,7 +208,7 @@ async fn a_round_that_runs_out_of_time_resolves_with_what_was_submitted() {
 async fn both_stores() -> [host::store::Store; 2] {
     use host::store::{MemoryStore, RedisStore, Store};
     let redis = RedisStore::connect(
-        "redis://127.0.0.1:6379",
+        &host::config::RedisTarget::Server("redis://127.0.0.1:6379".into()),
         &crate::cluster_support::unique_prefix(),
         std::time::Duration::from_secs(2),
     )

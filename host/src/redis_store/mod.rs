@@ -1,9 +1,15 @@
 //! **The only code that talks to Redis.** [`RedisStore`] implements the [`crate::store::Store`]
-//! interface over one shared Redis, and [`pubsub::Bus`] carries socketioxide's adapter traffic
-//! (and our `room_events`) over the same connection.
+//! interface over one shared Redis server or a Redis Cluster ([`connection::Conn`]), and
+//! [`pubsub::Bus`] carries socketioxide's adapter traffic (and our `room_events`) over the same
+//! connection.
 //!
 //! Key layout, under a configurable prefix (empty by default, so `redis-cli hgetall game_states`
-//! shows the games as the original's tooling expects):
+//! shows the games as the original's tooling expects). On a Redis Cluster the prefix is followed
+//! by the hash tag `{fleet}` (`game_states` is `{fleet}game_states`, a room's channel
+//! `{fleet}room:{<room>}`): a cluster runs a script only if all its keys are in one slot, and
+//! ours touch the fleet's hashes together with a room's or a player's keys. So the whole fleet
+//! lives in one slot, on one node of the cluster, its pub/sub sharded to that node (known limit
+//! in `ARCHITECTURE.md`).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -36,16 +42,18 @@
 //! Every multi-key change is one Lua script (atomic) or one `MULTI` pipeline; nothing on a hot
 //! path reads a whole hash.
 
+mod connection;
 pub mod pubsub;
 mod rooms;
 
+use crate::config::RedisTarget;
 use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
 use crate::model::{
     GameState, LogEntry, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status,
 };
 use crate::store::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use connection::{Conn, FLEET_TAG, Settings};
 use redis::{AsyncCommands, RedisError, Script};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -75,23 +83,26 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn load() -> Self {
+    /// The scripts, publishing with `publish` (`PUBLISH`, or on a cluster `SPUBLISH`).
+    fn load(publish: &str) -> Self {
+        let script =
+            |source: &str| Script::new(&source.replace("'PUBLISH'", &format!("'{publish}'")));
         Scripts {
-            join_queue: Script::new(include_str!("lua/join_queue.lua")),
-            leave_queue: Script::new(include_str!("lua/leave_queue.lua")),
-            replace_game: Script::new(include_str!("lua/replace_game.lua")),
-            claim_session: Script::new(include_str!("lua/claim_session.lua")),
-            release_session: Script::new(include_str!("lua/release_session.lua")),
-            expire_sessions: Script::new(include_str!("lua/expire_sessions.lua")),
-            claim_dead_instances: Script::new(include_str!("lua/claim_dead_instances.lua")),
-            set_socket_room: Script::new(include_str!("lua/set_socket_room.lua")),
-            insert_match: Script::new(include_str!("lua/insert_match.lua")),
-            set_active_module: Script::new(include_str!("lua/set_active_module.lua")),
+            join_queue: script(include_str!("lua/join_queue.lua")),
+            leave_queue: script(include_str!("lua/leave_queue.lua")),
+            replace_game: script(include_str!("lua/replace_game.lua")),
+            claim_session: script(include_str!("lua/claim_session.lua")),
+            release_session: script(include_str!("lua/release_session.lua")),
+            expire_sessions: script(include_str!("lua/expire_sessions.lua")),
+            claim_dead_instances: script(include_str!("lua/claim_dead_instances.lua")),
+            set_socket_room: script(include_str!("lua/set_socket_room.lua")),
+            insert_match: script(include_str!("lua/insert_match.lua")),
+            set_active_module: script(include_str!("lua/set_active_module.lua")),
         }
     }
 }
 
-/// The key names, with the prefix applied.
+/// The key names, with the prefix (and on a cluster the fleet's hash tag) applied.
 struct Keys {
     prefix: String,
     socket_mappings: String,
@@ -157,10 +168,10 @@ impl Keys {
     }
 }
 
-/// The store shared by every instance through one Redis.
+/// The store shared by every instance through one Redis server or one Redis Cluster.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Arc<Keys>,
     scripts: Arc<Scripts>,
     /// False from the first failed command until a command succeeds again.
@@ -172,53 +183,43 @@ pub struct RedisStore {
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RedisStore {
-    /// Connects to `url` (RESP3 is required by the adapter's pub/sub and is added if missing).
-    /// Fails if Redis does not answer a `PING` within `connect_timeout`.
+    /// Connects to `target` (with RESP3, which the adapter's pub/sub needs). Fails if Redis does
+    /// not answer a `PING` within `connect_timeout`.
     pub async fn connect(
-        url: &str,
+        target: &RedisTarget,
         prefix: &str,
         connect_timeout: Duration,
     ) -> Result<Self, RedisError> {
-        let url = with_resp3(url);
-        let client = redis::Client::open(url.as_str())?;
         let bus = pubsub::Bus::new();
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(2);
+        let settings = |pushes| Settings {
+            connect_timeout,
+            response_timeout: RESPONSE_TIMEOUT,
+            pushes,
+        };
         // Two connections: commands, and pub/sub. A subscriber's connection may be cut on its
         // own (`CLIENT KILL TYPE pubsub`, a slow consumer's output limit) and must not take
         // commands in flight with it; nor may a burst of messages delay a command's reply.
-        let connect = |config: ConnectionManagerConfig| {
-            let client = client.clone();
-            async move {
-                tokio::time::timeout(
-                    connect_timeout,
-                    ConnectionManager::new_with_config(client, config),
-                )
-                .await
-                .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
-            }
+        let conn = Conn::open(target, settings(None::<pubsub::Pushes>)).await?;
+        let subscriber = Conn::open(target, settings(Some(bus.push_sender()))).await?;
+        let prefix = match target {
+            RedisTarget::Server(_) => prefix.to_string(),
+            RedisTarget::Cluster(_) => format!("{prefix}{FLEET_TAG}"),
         };
-        let mut conn = connect(config.clone()).await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        let subscriber = connect(
-            config
-                .set_push_sender(bus.push_sender())
-                .set_automatic_resubscription(),
-        )
-        .await?;
         let up = Arc::new(AtomicBool::new(true));
         bus.attach(subscriber, up.clone());
         Ok(RedisStore {
+            scripts: Arc::new(Scripts::load(conn.publish_command())),
             conn,
-            keys: Arc::new(Keys::new(prefix)),
-            scripts: Arc::new(Scripts::load()),
+            keys: Arc::new(Keys::new(&prefix)),
             up,
             bus,
         })
+    }
+
+    /// What every key and channel of this fleet starts with: the configured prefix, and on a
+    /// cluster the fleet's hash tag.
+    pub fn prefix(&self) -> &str {
+        &self.keys.prefix
     }
 
     /// The pub/sub carrier for socketioxide's adapter, over this store's connection.
@@ -249,8 +250,18 @@ impl RedisStore {
         ok
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// Publishes `message` on `channel` (sharded on a cluster).
+    async fn publish(&self, channel: &str, message: &str) -> StoreResult<()> {
+        let result = redis::cmd(self.conn.publish_command())
+            .arg(channel)
+            .arg(message)
+            .query_async::<()>(&mut self.conn())
+            .await;
+        self.ok(result)
     }
 
     /// Turns a Redis error into a store error, noting that Redis is gone when it is.
@@ -1015,14 +1026,15 @@ impl RedisStore {
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
-            let result: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(500)
-                .query_async(&mut self.conn())
-                .await;
+                .arg(500);
+            // On a cluster, the node that holds the fleet's keys.
+            let result: Result<(u64, Vec<String>), _> =
+                self.conn().query_where(scan, &self.keys.instances).await;
             let (next, keys) = self.ok(result)?;
             out.extend(keys);
             if next == 0 {
@@ -1085,20 +1097,10 @@ fn glob_escape(text: &str) -> String {
     escaped
 }
 
-/// The adapter's pub/sub needs RESP3 push messages.
-fn with_resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{glob_escape, with_resp3};
+    use super::connection::with_resp3;
+    use super::glob_escape;
 
     #[test]
     fn a_prefix_is_matched_literally() {

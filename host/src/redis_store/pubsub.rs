@@ -8,18 +8,26 @@
 //! adapter would otherwise skip the local delivery too), and a bus with no Redis at all (a lone
 //! instance) delivers locally only.
 //!
+//! On a Redis Cluster the channels are sharded (`SSUBSCRIBE`, `SPUBLISH`), and two redis-rs
+//! defects lose sharded subscriptions (stack notes): when a slot moves, the server's
+//! `SUNSUBSCRIBE` is taken for ours and never undone, and a reconnection subscribes again to all
+//! of a node's channels in one command, which Redis refuses if they are in different slots. Ours
+//! are all in the fleet's slot, which answers the second; the bus answers the first by
+//! subscribing again to every channel it still wants that the server drops.
+//!
 //! The room feeds (`crate::cluster::feeds`) subscribe to one channel per room whose players
 //! this instance holds; their messages all go to one consumer, registered by prefix
 //! ([`Bus::route_prefix`]), so subscribing to a room costs a Redis subscription and nothing
 //! more here. A lost connection is told to whoever watches [`Bus::disconnections`]: what was
 //! published while it was down is not replayed by Redis.
 
-use redis::aio::ConnectionManager;
+use super::connection::Conn;
+use redis::aio::{AsyncPushSender, SendError};
 use redis::{FromRedisValue, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, watch};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
@@ -30,9 +38,12 @@ pub struct Bus {
     handlers: Handlers,
     /// Every channel under one prefix goes to this consumer.
     prefixed: PrefixHandler,
+    /// Every channel subscribed to and not yet let go: what a dropped subscription is renewed
+    /// from.
+    wanted: Arc<Mutex<HashSet<String>>>,
     /// Counts the connection's losses.
     disconnections: Arc<watch::Sender<u64>>,
-    redis: Arc<OnceLock<(ConnectionManager, Arc<AtomicBool>)>>,
+    redis: Arc<OnceLock<(Conn, Arc<AtomicBool>)>>,
 }
 
 impl Default for Bus {
@@ -40,6 +51,7 @@ impl Default for Bus {
         Bus {
             handlers: Handlers::default(),
             prefixed: PrefixHandler::default(),
+            wanted: Arc::default(),
             disconnections: Arc::new(watch::channel(0).0),
             redis: Arc::default(),
         }
@@ -56,13 +68,9 @@ impl Bus {
         Bus::default()
     }
 
-    /// What the connection calls with every pushed message.
-    pub fn push_sender(&self) -> impl Fn(PushInfo) -> Result<(), std::convert::Infallible> + use<> {
-        let bus = self.clone();
-        move |push| {
-            bus.route(push);
-            Ok(())
-        }
+    /// What the connection hands every pushed message to.
+    pub(super) fn push_sender(&self) -> Pushes {
+        Pushes(self.clone())
     }
 
     /// Sends every message of a channel that starts with `prefix` (and has no handler of its
@@ -73,6 +81,7 @@ impl Bus {
 
     /// Subscribes the connection to `channel` (kept across reconnections).
     pub async fn subscribe_channel(&self, channel: &str) -> Result<(), BusError> {
+        self.want(channel, true);
         if let Some((conn, _)) = self.redis.get() {
             conn.clone().subscribe(channel).await?;
         }
@@ -80,10 +89,20 @@ impl Bus {
     }
 
     pub async fn unsubscribe_channel(&self, channel: &str) -> Result<(), BusError> {
+        self.want(channel, false);
         if let Some((conn, _)) = self.redis.get() {
             conn.clone().unsubscribe(channel).await?;
         }
         Ok(())
+    }
+
+    fn want(&self, channel: &str, wanted: bool) {
+        let mut set = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        if wanted {
+            set.insert(channel.to_string());
+        } else {
+            set.remove(channel);
+        }
     }
 
     /// Changes each time the connection is lost (it then reconnects and subscribes again).
@@ -91,12 +110,12 @@ impl Bus {
         self.disconnections.subscribe()
     }
 
-    pub(super) fn attach(&self, conn: ConnectionManager, up: Arc<AtomicBool>) {
+    pub(super) fn attach(&self, conn: Conn, up: Arc<AtomicBool>) {
         let _ = self.redis.set((conn, up));
     }
 
     /// The connection, if there is one and Redis was reachable at last contact.
-    fn live(&self) -> Option<ConnectionManager> {
+    fn live(&self) -> Option<Conn> {
         let (conn, up) = self.redis.get()?;
         up.load(Ordering::Relaxed).then(|| conn.clone())
     }
@@ -104,8 +123,15 @@ impl Bus {
 
 impl Bus {
     fn route(&self, push: PushInfo) {
+        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
+            tracing::debug!(kind = ?push.kind, data = ?push.data, "pub/sub push");
+        }
         if push.kind == PushKind::Disconnection {
             self.disconnections.send_modify(|count| *count += 1);
+            return;
+        }
+        if push.kind == PushKind::SUnsubscribe {
+            self.renew(push);
             return;
         }
         if !matches!(push.kind, PushKind::Message | PushKind::SMessage) || push.data.len() < 2 {
@@ -138,6 +164,53 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// A sharded subscription the server dropped (its slot moved to another node) while we
+    /// still want it: subscribed again, which reaches the slot's new owner. Our own
+    /// unsubscriptions come here too, for channels no longer wanted.
+    fn renew(&self, push: PushInfo) {
+        let Some(channel) = push.data.into_iter().next() else {
+            return;
+        };
+        let Ok(channel) = String::from_redis_value(channel) else {
+            return;
+        };
+        let wanted = {
+            let set = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            set.contains(&channel)
+        };
+        let Some((conn, _)) = self.redis.get() else {
+            return;
+        };
+        if !wanted {
+            return;
+        }
+        tracing::info!(
+            channel,
+            "the server dropped a sharded subscription: subscribing again"
+        );
+        let (mut conn, disconnections) = (conn.clone(), self.disconnections.clone());
+        tokio::spawn(async move {
+            if let Err(error) = conn.subscribe(&channel).await {
+                tracing::warn!(channel, %error, "a dropped subscription could not be renewed");
+            }
+            // What was published meanwhile is missed: the feeds catch up as after a lost
+            // connection.
+            disconnections.send_modify(|count| *count += 1);
+        });
+    }
+}
+
+/// Hands every message the connection is pushed to the bus.
+pub(super) struct Pushes(Bus);
+
+impl AsyncPushSender for Pushes {
+    fn send(&self, push: PushInfo) -> Result<(), SendError> {
+        self.0.route(push);
+        Ok(())
+    }
+}
+
 fn unpack(push: PushInfo) -> Option<(String, Vec<u8>)> {
     let mut data = push.data.into_iter();
     let (channel, message) = (data.next()?, data.next()?);
@@ -154,7 +227,12 @@ impl Driver for Bus {
         let Some(mut conn) = self.live() else {
             return Ok(());
         };
-        if let Err(error) = redis::AsyncCommands::publish::<_, _, ()>(&mut conn, &chan, val).await {
+        let publish = redis::cmd(conn.publish_command())
+            .arg(&chan)
+            .arg(val)
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Err(error) = publish {
             tracing::debug!(chan, %error, "publish dropped: Redis unreachable");
         }
         Ok(())
@@ -170,6 +248,7 @@ impl Driver for Bus {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(chan.clone(), tx);
+        self.want(&chan, true);
         if let Some((conn, _)) = self.redis.get() {
             conn.clone().subscribe(&chan).await?;
         }
@@ -181,6 +260,7 @@ impl Driver for Bus {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&chan);
+        self.want(&chan, false);
         if let Some(mut conn) = self.live() {
             conn.unsubscribe(&chan).await?;
         }
@@ -191,11 +271,6 @@ impl Driver for Bus {
         let Some(mut conn) = self.live() else {
             return Ok(1);
         };
-        let (_, count): (String, u16) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(chan)
-            .query_async(&mut conn)
-            .await?;
-        Ok(count)
+        Ok(conn.subscribers(chan).await?)
     }
 }

@@ -2,7 +2,8 @@
 //! instance sends another. The room feeds (`crate::cluster::feeds`) read them.
 //!
 //! Names carry the room in braces (`room:{<room>}`), the hash tag a Redis Cluster places by, so
-//! that a room's channel and log live with each other.
+//! that a room's channel and log live with each other. (For now the fleet's own tag comes
+//! first on a cluster, and wins: see the key layout in `super`.)
 
 use super::{Keys, RedisStore, json};
 use crate::matches::Message;
@@ -106,19 +107,11 @@ impl RedisStore {
             event: "roomMessages",
             data: Data { messages },
         });
-        let result = self
-            .conn()
-            .publish::<_, _, ()>(self.keys.room_channel(room), envelope)
-            .await;
-        self.ok(result)
+        self.publish(&self.keys.room_channel(room), &envelope).await
     }
 
     /// Sends `note` to `instance`'s inbox.
     pub async fn tell_instance(&self, instance: &str, note: &str) -> StoreResult<()> {
-        let result = self
-            .conn()
-            .publish::<_, _, ()>(self.keys.inbox(instance), note)
-            .await;
-        self.ok(result)
+        self.publish(&self.keys.inbox(instance), note).await
     }
 }

@@ -1,0 +1,188 @@
+//! One Redis server or a Redis Cluster, behind one connection type.
+//!
+//! Both kinds reconnect by themselves, and both take the same commands and scripts. What
+//! differs is said here and nowhere else:
+//! - **pub/sub**: a cluster carries a channel on every node (`PUBLISH` is copied to all of them)
+//!   unless it is sharded; ours are sharded (`SPUBLISH`, `SSUBSCRIBE`), so a message goes to the
+//!   one node that owns its channel's slot;
+//! - **key scans**: a cluster's `SCAN` answers for one node, so it is sent to the node that owns
+//!   the fleet's slot, where every key of ours is (see [`super::Keys`]).
+
+use crate::config::RedisTarget;
+use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
+use std::time::Duration;
+
+/// The hash tag every key and channel of a fleet carries on a cluster (after its prefix), so
+/// that every script's keys are in one slot.
+pub const FLEET_TAG: &str = "{fleet}";
+
+#[derive(Clone)]
+pub enum Conn {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// How one connection is made.
+pub struct Settings<P> {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    /// Where pushed messages (pub/sub, disconnections) go; `None` for a command connection.
+    pub pushes: Option<P>,
+}
+
+impl Conn {
+    /// Connects to `target`; fails if it does not answer a `PING` within the connect timeout.
+    pub async fn open<P: AsyncPushSender>(
+        target: &RedisTarget,
+        settings: Settings<P>,
+    ) -> Result<Conn, RedisError> {
+        let timeout = settings.connect_timeout;
+        let connect = async {
+            let mut conn = match target {
+                RedisTarget::Server(url) => Conn::Server(open_server(url, settings).await?),
+                RedisTarget::Cluster(nodes) => Conn::Cluster(open_cluster(nodes, settings).await?),
+            };
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(conn)
+        };
+        tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+
+    /// The command that publishes on a channel: sharded on a cluster.
+    pub fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// Subscribes to `channel` (kept across reconnections).
+    pub async fn subscribe(&mut self, channel: &str) -> Result<(), RedisError> {
+        match self {
+            Conn::Server(conn) => conn.subscribe(channel).await,
+            Conn::Cluster(conn) => conn.ssubscribe(channel).await,
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, channel: &str) -> Result<(), RedisError> {
+        match self {
+            Conn::Server(conn) => conn.unsubscribe(channel).await,
+            Conn::Cluster(conn) => conn.sunsubscribe(channel).await,
+        }
+    }
+
+    /// How many connections listen on `channel` (on a cluster: on the node that owns it).
+    pub async fn subscribers(&mut self, channel: &str) -> Result<u16, RedisError> {
+        let (command, count) = match self {
+            Conn::Server(_) => ("NUMSUB", redis::cmd("PUBSUB")),
+            Conn::Cluster(_) => ("SHARDNUMSUB", redis::cmd("PUBSUB")),
+        };
+        let mut cmd = count;
+        cmd.arg(command).arg(channel);
+        let (_, count): (String, u16) = self.query_where(cmd, channel).await?;
+        Ok(count)
+    }
+
+    /// Runs a command that names no key where the keys like `key` are: on a cluster, on the node
+    /// that owns `key`'s slot (`SCAN`, `PUBSUB`).
+    pub async fn query_where<T: FromRedisValue>(
+        &mut self,
+        cmd: Cmd,
+        key: &str,
+    ) -> Result<T, RedisError> {
+        match self {
+            Conn::Server(conn) => cmd.query_async(conn).await,
+            Conn::Cluster(conn) => {
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd, routing).await?;
+                Ok(T::from_redis_value(value)?)
+            }
+        }
+    }
+}
+
+async fn open_server<P: AsyncPushSender>(
+    url: &str,
+    settings: Settings<P>,
+) -> Result<ConnectionManager, RedisError> {
+    let client = redis::Client::open(with_resp3(url).as_str())?;
+    let mut config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout))
+        .set_response_timeout(Some(settings.response_timeout))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(2))
+        .set_number_of_retries(2);
+    if let Some(pushes) = settings.pushes {
+        config = config
+            .set_push_sender(pushes)
+            .set_automatic_resubscription();
+    }
+    ConnectionManager::new_with_config(client, config).await
+}
+
+async fn open_cluster<P: AsyncPushSender>(
+    nodes: &[String],
+    settings: Settings<P>,
+) -> Result<ClusterConnection, RedisError> {
+    let nodes: Vec<String> = nodes.iter().map(|node| with_resp3(node)).collect();
+    let mut builder = ClusterClient::builder(nodes)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .connection_timeout(settings.connect_timeout)
+        .response_timeout(settings.response_timeout)
+        .retries(2)
+        .min_retry_wait(50)
+        .max_retry_wait(2_000);
+    if let Some(pushes) = settings.pushes {
+        builder = builder.push_sender(pushes);
+    }
+    builder.build()?.get_async_connection().await
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Server(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Server(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// `url` with `protocol=resp3` unless it names a protocol: pushed messages need RESP3.
+pub fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}protocol=resp3")
+}
