@@ -33,10 +33,7 @@ fn mappings(redis: &impl Shared, prefix: &str) -> BTreeMap<String, Value> {
 }
 
 fn stored_game(redis: &impl Shared, prefix: &str, room: &str) -> Option<Value> {
-    let raw: Option<String> = redis
-        .conn()
-        .hget(format!("{}game_states", redis.key_prefix(prefix)), room)
-        .unwrap();
+    let raw = redis.stored_game(prefix, room);
     raw.map(|raw| serde_json::from_str(&raw).unwrap())
 }
 

@@ -38,8 +38,12 @@ pub trait Shared {
     /// A plain connection for looking at what the instances stored (on a cluster, to the node
     /// that holds the fleet's keys now).
     fn conn(&self) -> redis::Connection;
-    /// What the names of the keys a fleet with `prefix` writes start with.
+    /// What the names of the fleet-wide keys a fleet with `prefix` writes start with.
     fn key_prefix(&self, prefix: &str) -> String;
+    /// The game state stored for `room` by a fleet with `prefix`, as JSON.
+    fn stored_game(&self, prefix: &str, room: &str) -> Option<String>;
+    /// A plain connection to each of its servers.
+    fn every_node(&self) -> Vec<redis::Connection>;
 }
 
 /// A `redis-server` of the test's own, on a free port, keeping nothing on disk: stopping it
@@ -116,6 +120,14 @@ impl Shared for PrivateRedis {
     fn key_prefix(&self, prefix: &str) -> String {
         prefix.to_string()
     }
+
+    fn stored_game(&self, prefix: &str, room: &str) -> Option<String> {
+        redis::Commands::hget(&mut self.conn(), format!("{prefix}game_states"), room).unwrap()
+    }
+
+    fn every_node(&self) -> Vec<redis::Connection> {
+        vec![self.conn()]
+    }
 }
 
 impl Drop for PrivateRedis {
@@ -147,9 +159,11 @@ impl LocalCluster {
             children: Vec::new(),
             dir,
         };
-        for _ in 0..3 {
+        while cluster.ports.len() < 3 {
+            // A port found free may be taken by another test's server before ours binds it (its
+            // own or its bus port): then this one exits, and another port is tried.
             let port = free_cluster_port();
-            let child = Command::new("redis-server")
+            let mut child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
                 .arg("--cluster-config-file")
@@ -161,11 +175,10 @@ impl LocalCluster {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server starts (`cargo xtask test` installs it)");
-            cluster.children.push(child);
-            cluster.ports.push(port);
-        }
-        for port in &cluster.ports {
-            wait_for_ping(&format!("redis://127.0.0.1:{port}"));
+            if answers(&format!("redis://127.0.0.1:{port}"), &mut child) {
+                cluster.children.push(child);
+                cluster.ports.push(port);
+            }
         }
         let nodes: Vec<String> = cluster
             .ports
@@ -209,11 +222,21 @@ impl LocalCluster {
 
     /// The slot the fleet's keys are in.
     pub fn fleet_slot(&self) -> u16 {
+        self.slot_of(FLEET_SLOT_KEY)
+    }
+
+    /// The slot `key` is in.
+    pub fn slot_of(&self, key: &str) -> u16 {
         redis::cmd("CLUSTER")
             .arg("KEYSLOT")
-            .arg(FLEET_SLOT_KEY)
+            .arg(key)
             .query(&mut self.node(self.ports[0]))
             .unwrap()
+    }
+
+    /// The node that serves the slot of `key` now.
+    pub fn node_of(&self, key: &str) -> redis::Connection {
+        self.node(self.owner_of(self.slot_of(key)))
     }
 
     /// The port of the node that serves `slot` now, as the node asked first sees it.
@@ -245,6 +268,16 @@ impl LocalCluster {
     pub fn migrate_slot(&self, slot: u16) -> u16 {
         let from = self.owner_of(slot);
         let to = *self.ports.iter().find(|port| **port != from).unwrap();
+        self.migrate_slot_to(slot, to);
+        to
+    }
+
+    /// Moves `slot` and its keys to the node at `to` (nothing to do if it is there).
+    pub fn migrate_slot_to(&self, slot: u16, to: u16) {
+        let from = self.owner_of(slot);
+        if from == to {
+            return;
+        }
         let (from_id, to_id) = (self.id_of(from), self.id_of(to));
         let (mut source, mut target) = (self.node(from), self.node(to));
         let set = |conn: &mut redis::Connection, state: &str, id: &str| {
@@ -283,7 +316,6 @@ impl LocalCluster {
         for port in &self.ports {
             set(&mut self.node(*port), "NODE", &to_id);
         }
-        to
     }
 
     /// A connection to the node at `port`.
@@ -313,6 +345,16 @@ impl Shared for LocalCluster {
     fn key_prefix(&self, prefix: &str) -> String {
         format!("{prefix}{FLEET_SLOT_KEY}")
     }
+
+    /// A room's game is a hash in the room's own slot (`game:{<room>}`).
+    fn stored_game(&self, prefix: &str, room: &str) -> Option<String> {
+        let key = format!("{prefix}game:{{{room}}}");
+        redis::Commands::hget(&mut self.node_of(&key), key, "state").unwrap()
+    }
+
+    fn every_node(&self) -> Vec<redis::Connection> {
+        self.ports.iter().map(|port| self.node(*port)).collect()
+    }
 }
 
 impl Drop for LocalCluster {
@@ -333,6 +375,23 @@ fn free_cluster_port() -> u16 {
             return port;
         }
     }
+}
+
+/// Whether the `redis-server` just started at `url` answers (false once it exited).
+fn answers(url: &str, server: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if server.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection())
+            && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server at {url} never answered");
 }
 
 fn wait_for_ping(url: &str) {

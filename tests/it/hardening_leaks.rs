@@ -71,7 +71,10 @@ async fn dropped_connections_leave_nothing_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_leave_nothing_on_redis() {
-    let redis = PrivateRedis::start();
+    dropped_connections_leave_nothing_on(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn dropped_connections_leave_nothing_on(redis: impl Shared) {
     let prefix = unique_prefix();
     let server = cluster_server(&redis, &prefix, |c| {
         c.reconnect_grace = Duration::from_millis(100);
@@ -80,14 +83,21 @@ async fn dropped_connections_leave_nothing_on_redis() {
     churn(server.addr()).await;
     until_nothing_is_held(&server).await;
     let mut conn = redis.conn();
-    let mappings: usize = conn.hlen(format!("{prefix}socket_mappings")).unwrap();
-    let sessions: Vec<String> = conn.keys(format!("{prefix}session:*")).unwrap();
+    let mappings: usize = conn
+        .hlen(format!("{}socket_mappings", redis.key_prefix(&prefix)))
+        .unwrap();
+    let sessions: Vec<String> = conn
+        .keys(format!("{}session:*", redis.key_prefix(&prefix)))
+        .unwrap();
     assert_eq!((mappings, sessions.len()), (0, 0), "{sessions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_releases_sessions_no_live_socket_holds() {
-    let redis = PrivateRedis::start();
+    cleanup_releases_orphaned_sessions(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn cleanup_releases_orphaned_sessions(redis: impl Shared) {
     let prefix = unique_prefix();
     let server = cluster_server(&redis, &prefix, |c| {
         c.instance_id = "cleaner".into();
@@ -102,7 +112,10 @@ async fn cleanup_releases_sessions_no_live_socket_holds() {
             "playerId": player, "tokenSha256": "00", "socketId": socket, "instanceId": instance,
         });
         let () = conn
-            .set(format!("{prefix}session:{player}"), session.to_string())
+            .set(
+                format!("{}session:{player}", redis.key_prefix(&prefix)),
+                session.to_string(),
+            )
             .unwrap();
     }
     assert_eq!(held(&server).await.1, 2);

@@ -3,10 +3,11 @@
 //! another node mid-match, and its pub/sub connections cut.
 
 use crate::cluster_support::{HostProcess, LocalCluster, Shared, unique_prefix};
-use crate::scale_targeted::{pair, play_to_the_end};
-use crate::support::Player;
+use crate::scale_targeted::{chat, pair, play_to_the_end};
+use crate::support::{Player, act, position, settle};
 use redis::Commands;
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_with_its_players_on_two_instances_plays_to_the_end() {
@@ -44,10 +45,42 @@ async fn a_swap_pins_matches_unless_the_new_version_migrates_them_at_a_round_bou
     crate::hot_reload::a_swap_across_instances(LocalCluster::start()).await;
 }
 
-/// The slot that holds the match (and, for now, the whole fleet) moves to another node while
-/// the match is played on two instances: every key goes with it, the instances follow the
-/// redirections, and their sharded subscriptions, which the old node drops, are made again on
-/// the new one. Each player sees every message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_leave_nothing_on_the_cluster() {
+    crate::hardening_leaks::dropped_connections_leave_nothing_on(LocalCluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_releases_sessions_no_live_socket_holds() {
+    crate::hardening_leaks::cleanup_releases_orphaned_sessions(LocalCluster::start()).await;
+}
+
+/// Moves `slot` to another node while `a` and `b` play their match to the end; returns the
+/// cluster and the slot's new node.
+async fn moved_mid_match(
+    cluster: LocalCluster,
+    slot: u16,
+    a: &Player,
+    b: &Player,
+    room: &str,
+) -> (LocalCluster, u16) {
+    let before = cluster.owner_of(slot);
+    let moving = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let after = cluster.migrate_slot(slot);
+        (cluster, after)
+    });
+    play_to_the_end(a, b, room).await;
+    let (cluster, after) = moving.join().unwrap();
+    assert_ne!(after, before, "slot {slot} moved");
+    assert_eq!(cluster.owner_of(slot), after);
+    (cluster, after)
+}
+
+/// A running match's slot (its game, logs and channel) moves to another node mid-match, and
+/// then, in a second match, the fleet's slot (sessions, queues, registry): every key goes with
+/// it, the instances follow the redirections, and their sharded subscriptions, which the old
+/// node drops, are made again on the new one. Each player sees every message once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
     let cluster = LocalCluster::start();
@@ -57,28 +90,108 @@ async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
     let a = Player::connect(&one).await;
     let b = Player::connect(&two).await;
     let room = pair(&a, &b, 1).await;
-
-    let slot = cluster.fleet_slot();
-    let before = cluster.owner_of(slot);
-    let moving = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        let after = cluster.migrate_slot(slot);
-        (cluster, after)
-    });
-    play_to_the_end(&a, &b, &room).await;
-    let (cluster, after) = moving.join().unwrap();
-    assert_ne!(after, before, "the slot moved");
-    assert_eq!(cluster.owner_of(slot), after);
-
-    // The finished match is stored on the new node, and play goes on there.
+    let slot = cluster.slot_of(&format!("{{{room}}}"));
+    assert_ne!(slot, cluster.fleet_slot(), "a room has a slot of its own");
+    let (cluster, after) = moved_mid_match(cluster, slot, &a, &b, &room).await;
     let stored: Option<String> = cluster
         .node_conn(after)
-        .hget(format!("{}game_states", cluster.key_prefix(&prefix)), &room)
+        .hget(format!("{prefix}game:{{{room}}}"), "state")
         .unwrap();
     let stored: Value = serde_json::from_str(&stored.expect("stored on the new node")).unwrap();
     assert_eq!(stored["status"], "finished");
+
     let c = Player::connect(&one).await;
     let d = Player::connect(&two).await;
     let next = pair(&c, &d, 2).await;
-    play_to_the_end(&c, &d, &next).await;
+    let fleet = cluster.fleet_slot();
+    let (cluster, after) = moved_mid_match(cluster, fleet, &c, &d, &next).await;
+    let sessions: Vec<String> = cluster
+        .node_conn(after)
+        .keys(format!("{}session:*", cluster.key_prefix(&prefix)))
+        .unwrap();
+    assert_eq!(sessions.len(), 4, "{sessions:?}");
+}
+
+/// redis-rs subscribes again, after a lost connection, to all of a node's sharded channels in one
+/// command, which the node refuses when they are in different slots. Here a match's room is
+/// moved onto the node of the fleet's own channels, whose subscriber connections are then cut
+/// again and again during a round: the round reaches both players once (caught up from the
+/// room's log), and then both instances are subscribed to the room again, so chat, which only
+/// the channel carries, reaches each player once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_of_different_slots_on_one_node_are_subscribed_again_after_a_cut() {
+    let cluster = LocalCluster::start();
+    let prefix = unique_prefix();
+    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
+    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
+    let a = Player::connect(&one).await;
+    let b = Player::connect(&two).await;
+    let room = pair(&a, &b, 1).await;
+    let fleet_node = cluster.owner_of(cluster.fleet_slot());
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
+
+    let mut node = cluster.node_conn(fleet_node);
+    let cutting = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_millis(800);
+        let mut cut = 0;
+        while Instant::now() < until {
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query(&mut node)
+                .unwrap();
+            cut += killed;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cut
+    });
+    for player in [&a, &b] {
+        let stay = position(player);
+        let ack = act(
+            player,
+            &room,
+            json!({ "spell": "teleport", "target": stay }),
+        )
+        .await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+    for player in [&a, &b] {
+        player.first_where("view", |v| v["turn"] == 2).await;
+    }
+    assert!(
+        cutting.join().unwrap() >= 2,
+        "each instance's subscriber was cut"
+    );
+
+    let channel = format!("{prefix}room:{{{room}}}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, listeners): (String, u32) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(&channel)
+            .query(&mut cluster.node_conn(fleet_node))
+            .unwrap();
+        if listeners == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listeners} instance(s) listen to the room"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    chat(&a, &room, "still there?").await;
+    chat(&b, &room, "yes").await;
+    settle().await;
+    for player in [&a, &b] {
+        assert_eq!(player.count("gameMessage"), 2, "{}", player.id);
+        // The setup and the two actions: one view each, in order.
+        let turns: Vec<u64> = player
+            .received("view")
+            .iter()
+            .map(|v| v["turn"].as_u64().unwrap())
+            .collect();
+        assert_eq!(turns, [1, 1, 2], "{}: each version once", player.id);
+    }
 }

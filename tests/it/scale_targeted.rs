@@ -74,7 +74,7 @@ async fn four_instances_and_a_match<R: Shared>(
     (redis, fleet, a, b, room)
 }
 
-async fn chat(from: &Player, room: &str, text: &str) {
+pub(crate) async fn chat(from: &Player, room: &str, text: &str) {
     let ack = from
         .request("gameMessage", json!({ "roomId": room, "message": text }))
         .await;
@@ -155,18 +155,21 @@ pub(crate) async fn killed_pub_sub_connections(redis: impl Shared) {
 
     // Every instance's subscriber is cut again and again while the match is played: what is
     // published while one is down is missed, and read back from the room's log.
-    let mut conn = redis.conn();
+    // On a cluster, on every node: a room's channel is on its room's node.
+    let mut nodes = redis.every_node();
     let cutting = std::thread::spawn(move || {
         let until = Instant::now() + Duration::from_millis(800);
         let mut cut = 0;
         while Instant::now() < until {
-            let killed: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg("pubsub")
-                .query(&mut conn)
-                .unwrap();
-            cut += killed;
+            for conn in &mut nodes {
+                let killed: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query(conn)
+                    .unwrap();
+                cut += killed;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         cut

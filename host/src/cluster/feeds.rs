@@ -325,7 +325,13 @@ impl Follower {
                 Some((_, note)) = self.notes.next() => self.note(&note).await,
                 Ok(()) = self.lost.changed() => {
                     let now = Instant::now();
+                    let due = catch_ups.front().copied();
                     catch_ups = CATCH_UP_AFTER_LOSS.iter().map(|after| now + *after).collect();
+                    // Losses again and again (connections cut in a storm) must not put the
+                    // catch-up already due off for ever.
+                    if let Some(due) = due.filter(|due| Some(due) < catch_ups.front()) {
+                        catch_ups.push_front(due);
+                    }
                 }
                 _ = sleep_until(next_catch_up.unwrap_or_else(Instant::now)), if next_catch_up.is_some() => {
                     catch_ups.pop_front();

@@ -4,12 +4,7 @@
 //! connection.
 //!
 //! Key layout, under a configurable prefix (empty by default, so `redis-cli hgetall game_states`
-//! shows the games as the original's tooling expects). On a Redis Cluster the prefix is followed
-//! by the hash tag `{fleet}` (`game_states` is `{fleet}game_states`, a room's channel
-//! `{fleet}room:{<room>}`): a cluster runs a script only if all its keys are in one slot, and
-//! ours touch the fleet's hashes together with a room's or a player's keys. So the whole fleet
-//! lives in one slot, on one node of the cluster, its pub/sub sharded to that node (known limit
-//! in `ARCHITECTURE.md`).
+//! shows the games as the original's tooling expects), on one Redis server:
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -41,17 +36,27 @@
 //!
 //! Every multi-key change is one Lua script (atomic) or one `MULTI` pipeline; nothing on a hot
 //! path reads a whole hash.
+//!
+//! **On a Redis Cluster** a script runs only if all its keys are in one slot, and ours join the
+//! fleet's records to a player's or a room's keys. So the fleet's own keys get the hash tag
+//! `{fleet}` after the prefix (`{fleet}socket_mappings`, `{fleet}session:<player>`, the queues,
+//! the registry, the modules, and the fleet's records of matches: `matches`, `finished_games`,
+//! `module_matches`); and each room's keys, tagged by the room, stay in the room's slot: its
+//! channel and logs as above, and its game as one hash, `game:{<room>}` (`state`, `version`,
+//! `module`, `finished`), in place of its fields of `game_states`, `game_versions` and
+//! `game_modules`. A match's every change is then one script on its room's node, and rooms
+//! spread over the cluster (`games` says how a start and an end reach the fleet's records).
+//! Pub/sub is sharded (`SPUBLISH`, `SSUBSCRIBE`); `room_events` is not published there.
 
 mod connection;
+mod games;
 pub mod pubsub;
+mod renewal;
 mod rooms;
 
 use crate::config::RedisTarget;
-use crate::matches::Message;
 use crate::matchmaking::{Joined, Lane, Seating};
-use crate::model::{
-    GameState, LogEntry, MatchRecord, QueueEntry, RoomId, Session, SocketMapping, Status,
-};
+use crate::model::{MatchRecord, QueueEntry, Session, SocketMapping};
 use crate::store::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
 use connection::{Conn, FLEET_TAG, Settings};
 use redis::{AsyncCommands, RedisError, Script};
@@ -80,6 +85,11 @@ struct Scripts {
     set_socket_room: Script,
     insert_match: Script,
     set_active_module: Script,
+    // A Redis Cluster's: a match's room and its fleet records in two steps (see `games`).
+    open_room: Script,
+    seat_match: Script,
+    write_room: Script,
+    settle_room: Script,
 }
 
 impl Scripts {
@@ -87,6 +97,9 @@ impl Scripts {
     fn load(publish: &str) -> Self {
         let script =
             |source: &str| Script::new(&source.replace("'PUBLISH'", &format!("'{publish}'")));
+        // Lua has no `require` in Redis: the shared functions go in front of each script.
+        let seating =
+            |source: &str| script(&format!("{}\n{source}", include_str!("lua/seats.lua")));
         Scripts {
             join_queue: script(include_str!("lua/join_queue.lua")),
             leave_queue: script(include_str!("lua/leave_queue.lua")),
@@ -96,15 +109,24 @@ impl Scripts {
             expire_sessions: script(include_str!("lua/expire_sessions.lua")),
             claim_dead_instances: script(include_str!("lua/claim_dead_instances.lua")),
             set_socket_room: script(include_str!("lua/set_socket_room.lua")),
-            insert_match: script(include_str!("lua/insert_match.lua")),
+            insert_match: seating(include_str!("lua/insert_match.lua")),
             set_active_module: script(include_str!("lua/set_active_module.lua")),
+            open_room: script(include_str!("lua/cluster/open_room.lua")),
+            seat_match: seating(include_str!("lua/cluster/seat_match.lua")),
+            write_room: script(include_str!("lua/cluster/write_room.lua")),
+            settle_room: script(include_str!("lua/cluster/settle_room.lua")),
         }
     }
 }
 
 /// The key names, with the prefix (and on a cluster the fleet's hash tag) applied.
 struct Keys {
+    /// What the fleet's own keys start with: the configured prefix, then on a cluster `{fleet}`.
     prefix: String,
+    /// What a room's keys start with: the configured prefix (the room is their hash tag).
+    room_prefix: String,
+    /// On a Redis Cluster: each room's game is a hash of its own, in the room's slot.
+    spread: bool,
     socket_mappings: String,
     matches: String,
     game_states: String,
@@ -124,10 +146,16 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(prefix: &str) -> Self {
+    fn new(configured: &str, cluster: bool) -> Self {
+        let prefix = if cluster {
+            format!("{configured}{FLEET_TAG}")
+        } else {
+            configured.to_string()
+        };
         let key = |name: &str| format!("{prefix}{name}");
         Keys {
-            prefix: prefix.to_string(),
+            room_prefix: configured.to_string(),
+            spread: cluster,
             socket_mappings: key("socket_mappings"),
             matches: key("matches"),
             game_states: key("game_states"),
@@ -142,7 +170,8 @@ impl Keys {
             queued: key("queued"),
             session_expiry: key("session_expiry"),
             instances: key("instances"),
-            room_channels: key("room:{"),
+            room_channels: format!("{configured}room:{{"),
+            prefix,
         }
     }
 
@@ -201,16 +230,12 @@ impl RedisStore {
         // commands in flight with it; nor may a burst of messages delay a command's reply.
         let conn = Conn::open(target, settings(None::<pubsub::Pushes>)).await?;
         let subscriber = Conn::open(target, settings(Some(bus.push_sender()))).await?;
-        let prefix = match target {
-            RedisTarget::Server(_) => prefix.to_string(),
-            RedisTarget::Cluster(_) => format!("{prefix}{FLEET_TAG}"),
-        };
         let up = Arc::new(AtomicBool::new(true));
         bus.attach(subscriber, up.clone());
         Ok(RedisStore {
             scripts: Arc::new(Scripts::load(conn.publish_command())),
+            keys: Arc::new(Keys::new(prefix, conn.is_cluster())),
             conn,
-            keys: Arc::new(Keys::new(&prefix)),
             up,
             bus,
         })
@@ -387,15 +412,17 @@ impl RedisStore {
         seating: Seating,
     ) -> StoreResult<Joined> {
         let entry_json = json(entry);
+        let joiner = Some((entry, entry_json.as_str(), instance));
         let taken = self
-            .decide_queue(
-                lane,
-                entry.level,
-                Some((entry, &entry_json, instance)),
-                seating,
-            )
+            .decide_queue(lane, entry.level, joiner, seating)
             .await?;
-        Ok(taken)
+        match taken {
+            // On a cluster the fleet may not have heard yet that the match ended.
+            Joined::Playing { room } if self.settle_if_over(&room).await? => {
+                self.decide_queue(lane, entry.level, joiner, seating).await
+            }
+            taken => Ok(taken),
+        }
     }
 
     pub async fn fill_queue(
@@ -427,7 +454,7 @@ impl RedisStore {
             .key(self.keys.waiting(lane, level))
             .key(&self.keys.queued)
             .key(self.keys.session(player))
-            .key(&self.keys.game_versions)
+            .key(self.keys.running_index())
             .key(&self.keys.finished_games)
             .arg(player)
             .arg(entry_json)
@@ -494,174 +521,6 @@ impl RedisStore {
             }
         }
         Ok(counts)
-    }
-
-    // Matches and their game states.
-
-    pub async fn insert_match(
-        &self,
-        record: &MatchRecord,
-        game: &GameState,
-        messages: &[Message],
-        log: &[LogEntry],
-    ) -> StoreResult<()> {
-        // One script: the match, its announcement and its log entries are stored together, and
-        // its players' sessions name it (so that none of them can queue again meanwhile).
-        let humans = game.humans();
-        let result: Result<Vec<String>, _> = self
-            .scripts
-            .insert_match
-            .key(&self.keys.matches)
-            .key(&self.keys.game_states)
-            .key(&self.keys.game_versions)
-            .key(&self.keys.room_events)
-            .key(&self.keys.module_matches)
-            .key(&self.keys.game_modules)
-            .key(self.keys.room_log(&game.room_id))
-            .key(self.keys.match_log(&game.room_id))
-            .key(&self.keys.finished_games)
-            .key(&self.keys.queued)
-            .key(
-                humans
-                    .iter()
-                    .map(|p| self.keys.session(p))
-                    .collect::<Vec<_>>(),
-            )
-            .arg(&record.room_id)
-            .arg(json(record))
-            .arg(json(game))
-            .arg(game.version)
-            .arg(state_changed(game, messages))
-            .arg(&game.module)
-            .arg(self.keys.room_channel(&game.room_id))
-            .arg(rooms::LOG_LIFETIME_MS)
-            .arg(&self.keys.prefix)
-            .arg(log.iter().map(json).collect::<Vec<_>>())
-            .invoke_async(&mut self.conn())
-            .await;
-        match self.ok(result)?.as_slice() {
-            [stored] if stored == "stored" => Ok(()),
-            [playing, player, room] if playing == "playing" => Err(StoreError::Seated {
-                player: player.clone(),
-                room: room.clone(),
-            }),
-            other => Err(StoreError::Corrupt(format!(
-                "insert_match answered {other:?}"
-            ))),
-        }
-    }
-
-    pub async fn match_log(&self, room: &str) -> StoreResult<Vec<LogEntry>> {
-        let result: Result<Vec<String>, _> =
-            self.conn().lrange(self.keys.match_log(room), 0, -1).await;
-        self.ok(result)?.iter().map(|raw| parse(raw)).collect()
-    }
-
-    pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
-        let result: Result<Option<String>, _> =
-            self.conn().hget(&self.keys.game_states, room).await;
-        self.ok(result)?.map(|raw| parse(&raw)).transpose()
-    }
-
-    pub async fn replace_game(
-        &self,
-        game: &GameState,
-        expected: u64,
-        messages: &[Message],
-        log: &[LogEntry],
-    ) -> StoreResult<()> {
-        let finished_at = match game.status {
-            Status::Finished => game.updated_at.to_string(),
-            _ => String::new(),
-        };
-        let envelope = state_changed(game, messages);
-        let result: Result<(i64, String), _> = self
-            .scripts
-            .replace_game
-            .key(&self.keys.game_states)
-            .key(&self.keys.game_versions)
-            .key(&self.keys.finished_games)
-            .key(&self.keys.room_events)
-            .key(&self.keys.module_matches)
-            .key(&self.keys.game_modules)
-            .key(self.keys.room_log(&game.room_id))
-            .key(self.keys.match_log(&game.room_id))
-            .arg(&game.room_id)
-            .arg(expected)
-            .arg(game.version)
-            .arg(json(game))
-            .arg(finished_at)
-            .arg(envelope)
-            .arg(&game.module)
-            .arg(self.keys.room_channel(&game.room_id))
-            .arg(match game.status {
-                Status::Finished => rooms::FINISHED_LOG_LIFETIME_MS,
-                _ => rooms::LOG_LIFETIME_MS,
-            })
-            .arg(log.iter().map(json).collect::<Vec<_>>())
-            .invoke_async(&mut self.conn())
-            .await;
-        match self.ok(result)? {
-            (2, _) => Ok(()),
-            (1, found) => Err(StoreError::Conflict {
-                room: game.room_id.clone(),
-                expected,
-                found: found.parse().unwrap_or_default(),
-            }),
-            _ => Err(StoreError::NoSuchGame(game.room_id.clone())),
-        }
-    }
-
-    pub async fn game_rooms(&self) -> StoreResult<Vec<RoomId>> {
-        let result: Result<Vec<String>, _> = self.conn().hkeys(&self.keys.game_versions).await;
-        let mut rooms = self.ok(result)?;
-        rooms.sort();
-        Ok(rooms)
-    }
-
-    pub async fn active_game_count(&self) -> StoreResult<usize> {
-        let result: Result<(usize, usize), _> = redis::pipe()
-            .hlen(&self.keys.game_versions)
-            .zcard(&self.keys.finished_games)
-            .query_async(&mut self.conn())
-            .await;
-        let (all, finished) = self.ok(result)?;
-        Ok(all.saturating_sub(finished))
-    }
-
-    pub async fn match_count(&self) -> StoreResult<usize> {
-        let result = self.conn().hlen(&self.keys.matches).await;
-        self.ok(result)
-    }
-
-    pub async fn prune_finished(&self, cutoff_ms: u64) -> StoreResult<usize> {
-        let result: Result<Vec<String>, _> = self
-            .conn()
-            .zrangebyscore_limit(&self.keys.finished_games, 0, cutoff_ms as f64, 0, 500)
-            .await;
-        let rooms = self.ok(result)?;
-        if rooms.is_empty() {
-            return Ok(0);
-        }
-        let logs: Vec<String> = rooms.iter().map(|room| self.keys.match_log(room)).collect();
-        let result = redis::pipe()
-            .atomic()
-            .del(&logs)
-            .ignore()
-            .hdel(&self.keys.game_states, &rooms)
-            .ignore()
-            .hdel(&self.keys.game_versions, &rooms)
-            .ignore()
-            .hdel(&self.keys.matches, &rooms)
-            .ignore()
-            .hdel(&self.keys.game_modules, &rooms)
-            .ignore()
-            .zrem(&self.keys.finished_games, &rooms)
-            .ignore()
-            .query_async::<()>(&mut self.conn())
-            .await;
-        self.ok(result)?;
-        Ok(rooms.len())
     }
 
     // Sessions.
@@ -799,8 +658,7 @@ impl RedisStore {
 
         // Match records without a game state.
         for (room, _) in self.scan_hash::<MatchRecord>(&self.keys.matches).await? {
-            let result: Result<bool, _> = self.conn().hexists(&self.keys.game_states, &room).await;
-            if !self.ok(result)? {
+            if !self.has_game(&room).await? {
                 let result: Result<(), _> = self.conn().hdel(&self.keys.matches, &room).await;
                 self.ok(result)?;
                 cleaned.matches += 1;
@@ -1043,38 +901,6 @@ impl RedisStore {
             cursor = next;
         }
     }
-}
-
-/// The `room_events` envelope of a stored change: the original's `{roomId, event, data,
-/// timestamp}`, with the new version and the messages that announce the change.
-fn state_changed(game: &GameState, messages: &[Message]) -> String {
-    // Structs, not `json!`: a `RawValue` payload must be written as it is, not as a `Value`.
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Envelope<'a> {
-        room_id: &'a str,
-        event: &'static str,
-        data: Change<'a>,
-        timestamp: u64,
-    }
-    #[derive(Serialize)]
-    struct Change<'a> {
-        version: u64,
-        turn: u64,
-        status: Status,
-        messages: &'a [Message],
-    }
-    json(&Envelope {
-        room_id: &game.room_id,
-        event: "stateChanged",
-        data: Change {
-            version: game.version,
-            turn: game.turn,
-            status: game.status,
-            messages,
-        },
-        timestamp: game.updated_at,
-    })
 }
 
 fn json<T: Serialize + ?Sized>(value: &T) -> String {

@@ -2,7 +2,7 @@
 //!
 //! socketioxide-redis's own driver holds one plain multiplexed connection: after a Redis restart
 //! every adapter call fails until the process restarts (see the stack notes). [`Bus`] rides on
-//! the store's [`ConnectionManager`] instead, which reconnects with backoff and subscribes again
+//! the store's connection instead (a `ConnectionManager`, or a cluster client), which reconnects with backoff and subscribes again
 //! by itself. Two more choices keep an instance serving its own players while Redis is away:
 //! a publish that cannot reach Redis is dropped with a log line rather than failing the emit (the
 //! adapter would otherwise skip the local delivery too), and a bus with no Redis at all (a lone
@@ -11,9 +11,10 @@
 //! On a Redis Cluster the channels are sharded (`SSUBSCRIBE`, `SPUBLISH`), and two redis-rs
 //! defects lose sharded subscriptions (stack notes): when a slot moves, the server's
 //! `SUNSUBSCRIBE` is taken for ours and never undone, and a reconnection subscribes again to all
-//! of a node's channels in one command, which Redis refuses if they are in different slots. Ours
-//! are all in the fleet's slot, which answers the second; the bus answers the first by
-//! subscribing again to every channel it still wants that the server drops.
+//! of a node's channels in one command, which Redis refuses if they are in different slots (our
+//! rooms' channels are spread over slots). The bus answers both (`super::renewal`): it
+//! subscribes again, one channel at a time, to every channel it still wants that the server
+//! drops or that a lost connection took.
 //!
 //! The room feeds (`crate::cluster::feeds`) subscribe to one channel per room whose players
 //! this instance holds; their messages all go to one consumer, registered by prefix
@@ -22,6 +23,7 @@
 //! published while it was down is not replayed by Redis.
 
 use super::connection::Conn;
+use super::renewal::{Renewal, Subscriber};
 use redis::aio::{AsyncPushSender, SendError};
 use redis::{FromRedisValue, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
@@ -41,6 +43,8 @@ pub struct Bus {
     /// Every channel subscribed to and not yet let go: what a dropped subscription is renewed
     /// from.
     wanted: Arc<Mutex<HashSet<String>>>,
+    /// On a cluster, what makes them again.
+    renewal: Arc<Renewal>,
     /// Counts the connection's losses.
     disconnections: Arc<watch::Sender<u64>>,
     redis: Arc<OnceLock<(Conn, Arc<AtomicBool>)>>,
@@ -52,6 +56,7 @@ impl Default for Bus {
             handlers: Handlers::default(),
             prefixed: PrefixHandler::default(),
             wanted: Arc::default(),
+            renewal: Arc::default(),
             disconnections: Arc::new(watch::channel(0).0),
             redis: Arc::default(),
         }
@@ -111,7 +116,16 @@ impl Bus {
     }
 
     pub(super) fn attach(&self, conn: Conn, up: Arc<AtomicBool>) {
+        let cluster = conn.is_cluster();
         let _ = self.redis.set((conn, up));
+        if cluster {
+            let subscriber = Subscriber {
+                conn: Arc::downgrade(&self.redis),
+                wanted: self.wanted.clone(),
+                disconnections: self.disconnections.clone(),
+            };
+            tokio::spawn(self.renewal.clone().run(subscriber));
+        }
     }
 
     /// The connection, if there is one and Redis was reachable at last contact.
@@ -128,6 +142,7 @@ impl Bus {
         }
         if push.kind == PushKind::Disconnection {
             self.disconnections.send_modify(|count| *count += 1);
+            self.renew_all();
             return;
         }
         if push.kind == PushKind::SUnsubscribe {
@@ -179,25 +194,26 @@ impl Bus {
             let set = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
             set.contains(&channel)
         };
-        let Some((conn, _)) = self.redis.get() else {
-            return;
-        };
-        if !wanted {
+        if wanted {
+            tracing::info!(
+                channel,
+                "the server dropped a sharded subscription: subscribing again"
+            );
+            self.renewal.ask([channel]);
+        }
+    }
+
+    /// After a lost connection to one of a cluster's nodes: every wanted channel, again. (One
+    /// server's `ConnectionManager` subscribes again by itself, correctly.)
+    fn renew_all(&self) {
+        if !self.redis.get().is_some_and(|(conn, _)| conn.is_cluster()) {
             return;
         }
-        tracing::info!(
-            channel,
-            "the server dropped a sharded subscription: subscribing again"
-        );
-        let (mut conn, disconnections) = (conn.clone(), self.disconnections.clone());
-        tokio::spawn(async move {
-            if let Err(error) = conn.subscribe(&channel).await {
-                tracing::warn!(channel, %error, "a dropped subscription could not be renewed");
-            }
-            // What was published meanwhile is missed: the feeds catch up as after a lost
-            // connection.
-            disconnections.send_modify(|count| *count += 1);
-        });
+        let channels: Vec<String> = {
+            let set = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            set.iter().cloned().collect()
+        };
+        self.renewal.ask(channels);
     }
 }
 

@@ -2,8 +2,7 @@
 //! instance sends another. The room feeds (`crate::cluster::feeds`) read them.
 //!
 //! Names carry the room in braces (`room:{<room>}`), the hash tag a Redis Cluster places by, so
-//! that a room's channel and log live with each other. (For now the fleet's own tag comes
-//! first on a cluster, and wins: see the key layout in `super`.)
+//! that a room's channel and log live with each other, and on a Redis Cluster with its game.
 
 use super::{Keys, RedisStore, json};
 use crate::matches::Message;
@@ -24,15 +23,21 @@ const CATCH_UP_MAX: usize = 64;
 
 impl Keys {
     pub(super) fn room_channel(&self, room: &str) -> String {
-        format!("{}room:{{{room}}}", self.prefix)
+        format!("{}room:{{{room}}}", self.room_prefix)
     }
 
     pub(super) fn room_log(&self, room: &str) -> String {
-        format!("{}room:{{{room}}}:log", self.prefix)
+        format!("{}room:{{{room}}}:log", self.room_prefix)
     }
 
     pub(super) fn match_log(&self, room: &str) -> String {
-        format!("{}match_log:{{{room}}}", self.prefix)
+        format!("{}match_log:{{{room}}}", self.room_prefix)
+    }
+
+    /// On a cluster, a room's game: a hash of its `state`, `version`, `module` and, once over,
+    /// `finished` (when).
+    pub(super) fn game(&self, room: &str) -> String {
+        format!("{}game:{{{room}}}", self.room_prefix)
     }
 
     fn inbox(&self, instance: &str) -> String {
@@ -84,7 +89,11 @@ impl RedisStore {
 
     /// The version `room`'s stored state has, if it is stored.
     pub async fn room_version(&self, room: &str) -> StoreResult<Option<u64>> {
-        let result = self.conn().hget(&self.keys.game_versions, room).await;
+        let result = if self.keys.spread {
+            self.conn().hget(self.keys.game(room), "version").await
+        } else {
+            self.conn().hget(&self.keys.game_versions, room).await
+        };
         self.ok(result)
     }
 

@@ -9,41 +9,19 @@
 -- KEYS[11..] the sessions of its players (bots have none): each names the match now
 -- Returns {'stored'}, or {'playing', player, room} (nothing stored) when one of its players was
 -- seated in another running match meanwhile: a player never plays two at once.
+-- (`seats.lua` is prepended.)
 local prefix = ARGV[9]
-local function player_of(session_key)
-  return string.sub(session_key, #prefix + #'session:' + 1)
-end
-
-for i = 11, #KEYS do
-  local raw = redis.call('GET', KEYS[i])
-  local room = raw and cjson.decode(raw).roomId
-  if type(room) == 'string' and room ~= ARGV[1] and redis.call('HEXISTS', KEYS[3], room) == 1
-      and not redis.call('ZSCORE', KEYS[9], room) then
-    return {'playing', player_of(KEYS[i]), room}
-  end
-end
+local refused = seated_elsewhere(11, ARGV[1], prefix, function(room)
+  return redis.call('HEXISTS', KEYS[3], room) == 1 and not redis.call('ZSCORE', KEYS[9], room)
+end)
+if refused then return refused end
 
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[6])
 redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
-for i = 11, #KEYS do
-  local raw = redis.call('GET', KEYS[i])
-  if raw then
-    local s = cjson.decode(raw)
-    s.roomId = ARGV[1]
-    redis.call('SET', KEYS[i], cjson.encode(s), 'KEEPTTL')
-  end
-  -- Queued again on another connection while this match was being made: no longer.
-  local player = player_of(KEYS[i])
-  local queued = redis.call('HGET', KEYS[10], player)
-  if queued then
-    local q = cjson.decode(queued)
-    redis.call('LREM', prefix .. 'waiting:' .. (q.lane or '') .. 'level:' .. q.level, 0, q.entry)
-    redis.call('HDEL', KEYS[10], player)
-  end
-end
+seat(11, ARGV[1], prefix, KEYS[10])
 if #ARGV >= 10 then redis.call('RPUSH', KEYS[8], unpack(ARGV, 10)) end
 redis.pcall('XADD', KEYS[7], 'MAXLEN', '64', ARGV[4] .. '-0', 'e', ARGV[5])
 redis.call('PEXPIRE', KEYS[7], ARGV[8])
