@@ -195,3 +195,30 @@ async fn channels_of_different_slots_on_one_node_are_subscribed_again_after_a_cu
         assert_eq!(turns, [1, 1, 2], "{}: each version once", player.id);
     }
 }
+
+/// A match's end reaches the fleet's records in a second step; an instance that dies between
+/// the two leaves the fleet taking the match for running, which would hold its players out of
+/// every queue. Here that step is undone by hand: the first of its players to join a queue
+/// finds the match ended in its room, the fleet's records are settled, and the join goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_whose_end_the_fleet_missed_holds_no_player_back() {
+    let cluster = LocalCluster::start();
+    let prefix = unique_prefix();
+    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
+    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
+    let a = Player::connect(&one).await;
+    let b = Player::connect(&two).await;
+    let room = pair(&a, &b, 1).await;
+    play_to_the_end(&a, &b, &room).await;
+
+    let finished = format!("{}finished_games", cluster.key_prefix(&prefix));
+    let removed: usize = cluster.conn().zrem(&finished, &room).unwrap();
+    assert_eq!(removed, 1, "the end was recorded, and is now forgotten");
+    let answer = a.request("joinMatchmaking", json!({ "level": 3 })).await;
+    assert_eq!(answer, Value::Null, "waits for a match: {answer}");
+    let ended: Option<f64> = cluster.conn().zscore(&finished, &room).unwrap();
+    assert!(
+        ended.is_some(),
+        "the fleet knows again that the match ended"
+    );
+}
