@@ -7,7 +7,7 @@
 //!   (a counting race with a bot, its native tests), and build it.
 //! * `test`: `build-rules`, check the template (a game made by `new-game` passes its tests and
 //!   builds, for the integration tests to load), install the npm packages of the pages (`web/`)
-//!   and of the tests (`tests/js`: socket.io-client, puppeteer-core), `redis-server` and
+//!   and of the tests (`tests/js`: socket.io-client, puppeteer-core), `redis-server`, `redis-cli` and
 //!   Debian's `chromium` if missing, build the `gamehost` binary (the multi-instance tests run it
 //!   as processes) and `loadgen` (for the chaos run), then every test of the workspace. This
 //!   is the README's test command.

@@ -31,9 +31,11 @@ pub fn npm_ci(folder: &Path, what: &str) -> Result<()> {
     })
 }
 
-/// The multi-instance tests start private `redis-server`s (to restart them at will).
+/// The multi-instance tests start private `redis-server`s (to restart them at will), and join
+/// some into a Redis Cluster with `redis-cli --cluster create`.
 pub fn ensure_redis_server() -> Result<()> {
-    apt_if_missing("redis-server", &["--version"], "redis-server")
+    apt_if_missing("redis-server", &["--version"], "redis-server")?;
+    apt_if_missing("redis-cli", &["--version"], "redis-tools")
 }
 
 /// The browser tests drive Debian's Chromium (`/usr/bin/chromium`) through puppeteer-core.
