@@ -368,7 +368,10 @@ pub(crate) async fn resume_after_a_sigterm(redis: impl Shared) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_goes_on_while_redis_restarts_and_the_stored_state_catches_up() {
-    let mut redis = PrivateRedis::start();
+    a_match_goes_on_while_redis_restarts(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn a_match_goes_on_while_redis_restarts(mut redis: impl Shared) {
     let prefix = unique_prefix();
     let server = cluster_server(&redis, &prefix, |_| {}).await;
     let a = Player::connect(&server).await;
@@ -396,7 +399,7 @@ async fn a_match_goes_on_while_redis_restarts_and_the_stored_state_catches_up() 
     assert_eq!(health["status"], "degraded");
 
     // Redis comes back empty; the instance writes the match (and its sockets) back.
-    redis.restart(Duration::from_millis(0));
+    redis.start_again();
     eventually("the match written back", Duration::from_secs(10), || {
         stored_game(&redis, &prefix, &room).is_some_and(|g| g["turn"] == 2)
     })

@@ -44,6 +44,10 @@ pub trait Shared {
     fn stored_game(&self, prefix: &str, room: &str) -> Option<String>;
     /// A plain connection to each of its servers.
     fn every_node(&self) -> Vec<redis::Connection>;
+    /// Stops every server: everything they held is lost.
+    fn stop(&mut self);
+    /// Starts them again where they were, empty (a cluster with its slots as before).
+    fn start_again(&mut self);
 }
 
 /// A `redis-server` of the test's own, on a free port, keeping nothing on disk: stopping it
@@ -92,13 +96,6 @@ impl PrivateRedis {
             let _ = child.wait();
         }
     }
-
-    /// Stops Redis (losing everything it held) and starts it again on the same port.
-    pub fn restart(&mut self, down_for: Duration) {
-        self.stop();
-        std::thread::sleep(down_for);
-        self.launch();
-    }
 }
 
 impl Shared for PrivateRedis {
@@ -127,6 +124,14 @@ impl Shared for PrivateRedis {
 
     fn every_node(&self) -> Vec<redis::Connection> {
         vec![self.conn()]
+    }
+
+    fn stop(&mut self) {
+        PrivateRedis::stop(self)
+    }
+
+    fn start_again(&mut self) {
+        self.launch()
     }
 }
 
@@ -163,18 +168,7 @@ impl LocalCluster {
             // A port found free may be taken by another test's server before ours binds it (its
             // own or its bus port): then this one exits, and another port is tried.
             let port = free_cluster_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
-                .arg("--cluster-config-file")
-                .arg(cluster.dir.join(format!("nodes-{port}.conf")))
-                .arg("--dir")
-                .arg(&cluster.dir)
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server starts (`cargo xtask test` installs it)");
+            let mut child = cluster.launch(port);
             if answers(&format!("redis://127.0.0.1:{port}"), &mut child) {
                 cluster.children.push(child);
                 cluster.ports.push(port);
@@ -194,15 +188,35 @@ impl LocalCluster {
             .status()
             .expect("redis-cli runs");
         assert!(created.success(), "redis-cli --cluster create failed");
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    /// A node on `port`, its cluster state kept in this cluster's folder.
+    fn launch(&self, port: u16) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            .arg("--cluster-config-file")
+            .arg(self.dir.join(format!("nodes-{port}.conf")))
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (`cargo xtask test` installs it)")
+    }
+
+    fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.ports.iter().all(|port| cluster.node_is_ok(*port)) {
+        while !self.ports.iter().all(|port| self.node_is_ok(*port)) {
             assert!(
                 Instant::now() < deadline,
                 "the cluster never reached state ok"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        cluster
     }
 
     fn node(&self, port: u16) -> redis::Connection {
@@ -354,6 +368,23 @@ impl Shared for LocalCluster {
 
     fn every_node(&self) -> Vec<redis::Connection> {
         self.ports.iter().map(|port| self.node(*port)).collect()
+    }
+
+    fn stop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+
+    fn start_again(&mut self) {
+        for port in self.ports.clone() {
+            let child = self.launch(port);
+            self.children.push(child);
+            wait_for_ping(&format!("redis://127.0.0.1:{port}"));
+        }
+        self.wait_until_ok();
     }
 }
 

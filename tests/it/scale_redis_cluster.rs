@@ -25,6 +25,11 @@ async fn after_a_sigterm_players_resume_on_another_instance_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_goes_on_while_every_node_restarts_and_the_stored_state_catches_up() {
+    crate::cluster::a_match_goes_on_while_redis_restarts(LocalCluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_the_seats() {
     crate::cluster_games::a_thousand_players_race(LocalCluster::start()).await;
 }

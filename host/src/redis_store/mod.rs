@@ -59,7 +59,7 @@ use crate::matchmaking::{Joined, Lane, Seating};
 use crate::model::{MatchRecord, QueueEntry, Session, SocketMapping};
 use crate::store::{Cleaned, InstanceAbout, InstanceInfo, StoreError, StoreResult};
 use connection::{Conn, FLEET_TAG, Settings};
-use redis::{AsyncCommands, RedisError, Script};
+use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashSet};
@@ -291,10 +291,16 @@ impl RedisStore {
 
     /// Turns a Redis error into a store error, noting that Redis is gone when it is.
     fn fail(&self, error: RedisError) -> StoreError {
+        // A cluster says it too: no node reachable for a slot, or a cluster that lost its quorum.
+        let cluster_away = matches!(
+            error.kind(),
+            ErrorKind::ClusterConnectionNotFound | ErrorKind::Server(ServerErrorKind::ClusterDown)
+        );
         if error.is_io_error()
             || error.is_timeout()
             || error.is_connection_dropped()
             || error.is_connection_refusal()
+            || cluster_away
         {
             self.up.store(false, Ordering::Relaxed);
         }
