@@ -227,3 +227,42 @@ async fn a_match_whose_end_the_fleet_missed_holds_no_player_back() {
         "the fleet knows again that the match ended"
     );
 }
+
+/// A match's room is written before its players are seated; an instance that dies between the
+/// two leaves a room nobody is seated in. A cleanup removes it once it is a minute old (here:
+/// a finished match's record taken away by hand, its state made old), and leaves alone the room
+/// of a match that is seated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanup_removes_rooms_nobody_was_seated_in() {
+    let cluster = LocalCluster::start();
+    let prefix = unique_prefix();
+    let server = crate::cluster_support::cluster_server(&cluster, &prefix, |_| {}).await;
+    let (a, b) = (
+        Player::connect(&server).await,
+        Player::connect(&server).await,
+    );
+    let orphan = pair(&a, &b, 1).await;
+    let (c, d) = (
+        Player::connect(&server).await,
+        Player::connect(&server).await,
+    );
+    let seated = pair(&c, &d, 2).await;
+
+    let records = format!("{}matches", cluster.key_prefix(&prefix));
+    let removed: usize = cluster.conn().hdel(&records, &orphan).unwrap();
+    assert_eq!(removed, 1);
+    let game = format!("{prefix}game:{{{orphan}}}");
+    let mut state: Value =
+        serde_json::from_str(&cluster.stored_game(&prefix, &orphan).unwrap()).unwrap();
+    state["updatedAt"] = json!(0);
+    let () = cluster
+        .node_of(&game)
+        .hset(&game, "state", state.to_string())
+        .unwrap();
+
+    let (status, cleaned) = crate::support::http(&server, "POST", "/health/cleanup", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(cleaned["details"]["matches"], 1, "{cleaned}");
+    assert_eq!(cluster.stored_game(&prefix, &orphan), None);
+    assert!(cluster.stored_game(&prefix, &seated).is_some());
+}

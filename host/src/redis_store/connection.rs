@@ -113,6 +113,67 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Every key that matches `pattern`, on the one server or on every master of a cluster:
+    /// for maintenance, never a hot path.
+    pub async fn scan_everywhere(&mut self, pattern: &str) -> Result<Vec<String>, RedisError> {
+        let nodes = match self {
+            Conn::Server(_) => vec![None],
+            Conn::Cluster(_) => self.masters().await?.into_iter().map(Some).collect(),
+        };
+        let mut keys = Vec::new();
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500);
+                let (next, found): (u64, Vec<String>) = match (&mut *self, &node) {
+                    (Conn::Cluster(conn), Some((host, port))) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        FromRedisValue::from_redis_value(conn.route_command(scan, routing).await?)?
+                    }
+                    (conn, _) => scan.query_async(conn).await?,
+                };
+                keys.extend(found);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// A cluster's masters, as `CLUSTER SLOTS` lists them: (host, port).
+    async fn masters(&mut self) -> Result<Vec<(String, u16)>, RedisError> {
+        let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
+        let mut masters = Vec::new();
+        for range in ranges {
+            // start, end, then the master: host, port, id and (Redis 7) more.
+            let Some(Value::Array(master)) = range.get(2) else {
+                continue;
+            };
+            if let [host, port, ..] = master.as_slice() {
+                let node = (
+                    String::from_redis_value(host.clone())?,
+                    u16::from_redis_value(port.clone())?,
+                );
+                if !masters.contains(&node) {
+                    masters.push(node);
+                }
+            }
+        }
+        Ok(masters)
+    }
+}
+
 async fn open_server<P: AsyncPushSender>(
     url: &str,
     settings: Settings<P>,

@@ -13,20 +13,23 @@
 //! - **starting**: the room is written first (`open_room.lua`), then its players are seated
 //!   (`seat_match.lua`). No instance follows a room before its players are seated, so nobody
 //!   hears a room whose seating is refused, and it is deleted. A crash between the two steps
-//!   leaves a room nobody names (kept until a cleanup finds it), never a player seated in a
-//!   match that does not exist.
+//!   leaves a room nobody names (`POST /health/cleanup` removes it once it is a minute old),
+//!   never a player seated in a match that does not exist.
 //! - **ending, or a new module version**: the room's write says so (`write_room.lua`), then the
 //!   fleet is told (`settle_room.lua`, which an end told twice does not change). A crash between
 //!   leaves the fleet taking an ended match for running: whoever finds a player held by it
 //!   (joining a queue, seating a match) settles it from the room and tries again
 //!   ([`RedisStore::settle_if_over`]).
 
-use super::{Keys, RedisStore, json, parse, rooms};
+use super::{Keys, RedisStore, glob_escape, json, parse, rooms};
 use crate::matches::Message;
 use crate::model::{GameState, LogEntry, MatchRecord, RoomId, Status};
 use crate::store::{StoreError, StoreResult};
 use redis::AsyncCommands;
 use serde::Serialize;
+
+/// How old a room nobody was seated in must be before a cleanup removes it.
+const ORPHAN_AFTER_MS: u64 = 60_000;
 
 impl Keys {
     /// The hash whose fields are the rooms of every match stored: `matches` on a cluster (the
@@ -74,8 +77,9 @@ impl RedisStore {
         {
             seated = self.seat_match(record, game).await;
         }
-        if seated.is_err() {
-            // Refused (or unknown): nobody follows the room yet, so nobody heard it.
+        if let Err(StoreError::Seated { .. }) = &seated {
+            // Refused: nobody follows the room yet, so nobody heard it. (Any other error leaves
+            // it: the seating may have been done, and a write-back makes both steps again.)
             let keys = [
                 self.keys.game(room),
                 self.keys.match_log(room),
@@ -83,7 +87,7 @@ impl RedisStore {
             ];
             let result: Result<(), _> = self.conn().del(&keys).await;
             if let Err(error) = result {
-                tracing::warn!(room, %error, "a room whose seating failed is left behind");
+                tracing::warn!(room, %error, "a room whose seating was refused is left behind");
             }
         }
         seated
@@ -158,6 +162,48 @@ impl RedisStore {
             .invoke_async(&mut self.conn())
             .await;
         self.ok(result).map(|_| ())
+    }
+
+    /// On a cluster, the rooms of matches that were never seated (an instance died between the
+    /// two steps of a start) once they are `ORPHAN_AFTER_MS` old: deleted. How many.
+    pub(super) async fn remove_orphan_rooms(&self) -> StoreResult<usize> {
+        if !self.keys.spread {
+            return Ok(0);
+        }
+        let games = format!("{}game:{{", self.keys.room_prefix);
+        let result = self
+            .conn()
+            .scan_everywhere(&format!("{}*", glob_escape(&games)))
+            .await;
+        let mut removed = 0;
+        for key in self.ok(result)? {
+            let Some(room) = key.strip_prefix(&games).and_then(|r| r.strip_suffix('}')) else {
+                continue;
+            };
+            let result: Result<bool, _> = self.conn().hexists(&self.keys.matches, room).await;
+            if self.ok(result)? {
+                continue;
+            }
+            // A start takes milliseconds between its two steps: a young room may be seated yet.
+            let young = match self.game(room).await {
+                Ok(Some(game)) => game.updated_at + ORPHAN_AFTER_MS > crate::model::now_ms(),
+                Ok(None) => continue,
+                Err(_) => false, // unreadable: not a game anyone plays
+            };
+            if young {
+                continue;
+            }
+            let keys = [
+                self.keys.game(room),
+                self.keys.match_log(room),
+                self.keys.room_log(room),
+            ];
+            let result: Result<(), _> = self.conn().del(&keys).await;
+            self.ok(result)?;
+            tracing::info!(room, "removed the room of a match that was never seated");
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {

@@ -670,6 +670,8 @@ impl RedisStore {
                 cleaned.matches += 1;
             }
         }
+        // On a cluster, rooms of matches never seated.
+        cleaned.matches += self.remove_orphan_rooms().await?;
         Ok(cleaned)
     }
 

@@ -10,7 +10,9 @@ local refused = seated_elsewhere(5, ARGV[1], prefix, function(room)
   return redis.call('HEXISTS', KEYS[1], room) == 1 and not redis.call('ZSCORE', KEYS[3], room)
 end)
 if refused then return refused end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+-- Counted once, though seated again (a write-back after an outage makes both steps again).
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+end
 seat(5, ARGV[1], prefix, KEYS[4])
 return {'stored'}
