@@ -6,7 +6,7 @@
 //!   unless it is sharded; ours are sharded (`SPUBLISH`, `SSUBSCRIBE`), so a message goes to the
 //!   one node that owns its channel's slot;
 //! - **key scans**: a cluster's `SCAN` answers for one node, so it is sent to the node that owns
-//!   the fleet's slot, where every key of ours is (see [`super::Keys`]).
+//!   the fleet's slot for the fleet's keys, or to every master for rooms (a cleanup).
 
 use crate::config::RedisTarget;
 use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -95,7 +95,7 @@ impl Conn {
     }
 
     /// Runs a command that names no key where the keys like `key` are: on a cluster, on the node
-    /// that owns `key`'s slot (`SCAN`, `PUBSUB`).
+    /// that owns `key`'s slot (`PUBSUB`).
     pub async fn query_where<T: FromRedisValue>(
         &mut self,
         cmd: Cmd,
@@ -103,52 +103,80 @@ impl Conn {
     ) -> Result<T, RedisError> {
         match self {
             Conn::Server(conn) => cmd.query_async(conn).await,
-            Conn::Cluster(conn) => {
-                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let value = conn.route_command(cmd, routing).await?;
-                Ok(T::from_redis_value(value)?)
-            }
+            Conn::Cluster(conn) => Ok(T::from_redis_value(
+                conn.route_command(cmd, owner_of(key)).await?,
+            )?),
         }
     }
+}
+
+/// On a cluster, the node that owns `key`'s slot.
+fn owner_of(key: &str) -> RoutingInfo {
+    let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))
 }
 
 impl Conn {
     /// Every key that matches `pattern`, on the one server or on every master of a cluster:
     /// for maintenance, never a hot path.
     pub async fn scan_everywhere(&mut self, pattern: &str) -> Result<Vec<String>, RedisError> {
-        let nodes = match self {
+        let nodes: Vec<Option<RoutingInfo>> = match self {
             Conn::Server(_) => vec![None],
-            Conn::Cluster(_) => self.masters().await?.into_iter().map(Some).collect(),
+            Conn::Cluster(_) => self
+                .masters()
+                .await?
+                .into_iter()
+                .map(|(host, port)| {
+                    let node = SingleNodeRoutingInfo::ByAddress { host, port };
+                    Some(RoutingInfo::SingleNode(node))
+                })
+                .collect(),
         };
         let mut keys = Vec::new();
         for node in nodes {
-            let mut cursor: u64 = 0;
-            loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(500);
-                let (next, found): (u64, Vec<String>) = match (&mut *self, &node) {
-                    (Conn::Cluster(conn), Some((host, port))) => {
-                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port: *port,
-                        });
-                        FromRedisValue::from_redis_value(conn.route_command(scan, routing).await?)?
-                    }
-                    (conn, _) => scan.query_async(conn).await?,
-                };
-                keys.extend(found);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            keys.extend(self.scan(pattern, node).await?);
         }
         Ok(keys)
+    }
+
+    /// Every key that matches `pattern` where the keys like `key` are (on a cluster, on the
+    /// node that owns `key`'s slot).
+    pub async fn scan_where(
+        &mut self,
+        pattern: &str,
+        key: &str,
+    ) -> Result<Vec<String>, RedisError> {
+        let node = self.is_cluster().then(|| owner_of(key));
+        self.scan(pattern, node).await
+    }
+
+    /// `SCAN` to its end on one node (`None`: the one server).
+    async fn scan(
+        &mut self,
+        pattern: &str,
+        node: Option<RoutingInfo>,
+    ) -> Result<Vec<String>, RedisError> {
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500);
+            let (next, found): (u64, Vec<String>) = match (&mut *self, &node) {
+                (Conn::Cluster(conn), Some(node)) => {
+                    FromRedisValue::from_redis_value(conn.route_command(scan, node.clone()).await?)?
+                }
+                (conn, _) => scan.query_async(conn).await?,
+            };
+            keys.extend(found);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
     }
 
     /// A cluster's masters, as `CLUSTER SLOTS` lists them: (host, port).

@@ -888,26 +888,10 @@ impl RedisStore {
         }
     }
 
+    /// Every key of the fleet's that matches `pattern` (on a cluster, on the fleet's node).
     async fn scan_keys(&self, pattern: &str) -> StoreResult<Vec<String>> {
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500);
-            // On a cluster, the node that holds the fleet's keys.
-            let result: Result<(u64, Vec<String>), _> =
-                self.conn().query_where(scan, &self.keys.instances).await;
-            let (next, keys) = self.ok(result)?;
-            out.extend(keys);
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
-        }
+        let result = self.conn().scan_where(pattern, &self.keys.instances).await;
+        self.ok(result)
     }
 }
 
