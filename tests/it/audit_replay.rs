@@ -225,7 +225,10 @@ async fn a_whole_match_replays_to_its_outcome_and_an_altered_action_is_caught_wh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_redis() {
-    let redis = PrivateRedis::start();
+    a_migrated_match_replays_from(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn a_migrated_match_replays_from(redis: impl Shared) {
     let prefix = unique_prefix();
     let v1_bytes = module_bytes("rules", GAME);
     let v1 = version_of(&v1_bytes);
@@ -279,9 +282,9 @@ async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_redis(
 
     // `gamehost replay --room` reads the log, and every version the fleet shared, from Redis.
     let empty = rules_dir(&[]);
-    let url = redis.url();
+    let (variable, value) = redis.env();
     let env = [
-        ("REDIS_URL", url.as_str()),
+        (variable, value.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
         ("RULES_DIR", empty.to_str().unwrap()),
     ];
@@ -327,10 +330,13 @@ async fn only_admins_read_logs_and_without_the_match_log_nothing_is_recorded() {
 /// states it explains, and goes when the finished game is pruned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_a_finished_games_log_is_kept_with_it_and_pruned_with_it() {
+    a_finished_games_log_is_kept_with_it_and_pruned_with_it(PrivateRedis::start()).await;
+}
+
+pub(crate) async fn a_finished_games_log_is_kept_with_it_and_pruned_with_it(redis: impl Shared) {
     use host::model::{LogInput, Status};
     use host::store::RedisStore;
     use redis::Commands;
-    let redis = PrivateRedis::start();
     let prefix = unique_prefix();
     let store = RedisStore::connect(&redis.target(), &prefix, Duration::from_secs(2))
         .await
@@ -356,7 +362,7 @@ async fn on_redis_a_finished_games_log_is_kept_with_it_and_pruned_with_it() {
     assert_eq!(log[1].winners, Some(vec!["a".to_string()]));
 
     let key = format!("{prefix}match_log:{{r}}");
-    let mut conn = redis.conn();
+    let mut conn = redis.holding(&key);
     // The room's delivery log (every player's views) is kept a minute after the end, not an
     // hour: late instances catch up within seconds.
     let delivery: i64 = conn.pttl(format!("{prefix}room:{{r}}:log")).unwrap();

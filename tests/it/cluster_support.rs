@@ -44,6 +44,8 @@ pub trait Shared {
     fn stored_game(&self, prefix: &str, room: &str) -> Option<String>;
     /// A plain connection to each of its servers.
     fn every_node(&self) -> Vec<redis::Connection>;
+    /// A plain connection to the server that holds `key`.
+    fn holding(&self, key: &str) -> redis::Connection;
     /// Stops every server: everything they held is lost.
     fn stop(&mut self);
     /// Starts them again where they were, empty (a cluster with its slots as before).
@@ -124,6 +126,10 @@ impl Shared for PrivateRedis {
 
     fn every_node(&self) -> Vec<redis::Connection> {
         vec![self.conn()]
+    }
+
+    fn holding(&self, _key: &str) -> redis::Connection {
+        self.conn()
     }
 
     fn stop(&mut self) {
@@ -368,6 +374,10 @@ impl Shared for LocalCluster {
 
     fn every_node(&self) -> Vec<redis::Connection> {
         self.ports.iter().map(|port| self.node(*port)).collect()
+    }
+
+    fn holding(&self, key: &str) -> redis::Connection {
+        self.node_of(key)
     }
 
     fn stop(&mut self) {

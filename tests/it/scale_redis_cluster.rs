@@ -30,6 +30,19 @@ async fn a_match_goes_on_while_every_node_restarts_and_the_stored_state_catches_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_the_cluster() {
+    crate::audit_replay::a_migrated_match_replays_from(LocalCluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_games_log_is_kept_with_it_and_pruned_with_it() {
+    crate::audit_replay::a_finished_games_log_is_kept_with_it_and_pruned_with_it(
+        LocalCluster::start(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_players_of_two_games_at_once_are_each_matched_once_within_the_seats() {
     crate::cluster_games::a_thousand_players_race(LocalCluster::start()).await;
 }
