@@ -58,7 +58,7 @@ impl Conn {
         matches!(self, Conn::Cluster(_))
     }
 
-    /// The command that publishes on a channel: sharded on a cluster.
+    /// The command that publishes on a channel: sharded on a cluster (the scripts use it too).
     pub fn publish_command(&self) -> &'static str {
         if self.is_cluster() {
             "SPUBLISH"
@@ -82,16 +82,30 @@ impl Conn {
         }
     }
 
+    /// Publishes `message` on `channel` (sharded on a cluster).
+    pub async fn publish(
+        &mut self,
+        channel: &str,
+        message: impl redis::ToRedisArgs,
+    ) -> Result<(), RedisError> {
+        redis::cmd(self.publish_command())
+            .arg(channel)
+            .arg(message)
+            .query_async(self)
+            .await
+    }
+
     /// How many connections listen on `channel` (on a cluster: on the node that owns it).
     pub async fn subscribers(&mut self, channel: &str) -> Result<u16, RedisError> {
-        let (command, count) = match self {
-            Conn::Server(_) => ("NUMSUB", redis::cmd("PUBSUB")),
-            Conn::Cluster(_) => ("SHARDNUMSUB", redis::cmd("PUBSUB")),
+        let count = if self.is_cluster() {
+            "SHARDNUMSUB"
+        } else {
+            "NUMSUB"
         };
-        let mut cmd = count;
-        cmd.arg(command).arg(channel);
-        let (_, count): (String, u16) = self.query_where(cmd, channel).await?;
-        Ok(count)
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg(count).arg(channel);
+        let (_, listeners): (String, u16) = self.query_where(cmd, channel).await?;
+        Ok(listeners)
     }
 
     /// Runs a command that names no key where the keys like `key` are: on a cluster, on the node

@@ -80,12 +80,7 @@ impl RedisStore {
         if let Err(StoreError::Seated { .. }) = &seated {
             // Refused: nobody follows the room yet, so nobody heard it. (Any other error leaves
             // it: the seating may have been done, and a write-back makes both steps again.)
-            let keys = [
-                self.keys.game(room),
-                self.keys.match_log(room),
-                self.keys.room_log(room),
-            ];
-            let result: Result<(), _> = self.conn().del(&keys).await;
+            let result: Result<(), _> = self.conn().del(&self.keys.room_keys(room)).await;
             if let Err(error) = result {
                 tracing::warn!(room, %error, "a room whose seating was refused is left behind");
             }
@@ -193,12 +188,7 @@ impl RedisStore {
             if young {
                 continue;
             }
-            let keys = [
-                self.keys.game(room),
-                self.keys.match_log(room),
-                self.keys.room_log(room),
-            ];
-            let result: Result<(), _> = self.conn().del(&keys).await;
+            let result: Result<(), _> = self.conn().del(&self.keys.room_keys(room)).await;
             self.ok(result)?;
             tracing::info!(room, "removed the room of a match that was never seated");
             removed += 1;
@@ -237,7 +227,7 @@ impl RedisStore {
         }
         let room = &game.room_id;
         let finished_at = finished_at(game);
-        let result: Result<redis::Value, _> = self
+        let result: Result<(i64, String, i64), _> = self
             .scripts
             .write_room
             .key(self.keys.game(room))
@@ -254,27 +244,17 @@ impl RedisStore {
             .arg(log.iter().map(json).collect::<Vec<_>>())
             .invoke_async(&mut self.conn())
             .await;
-        let answer: Vec<redis::Value> =
-            redis::FromRedisValue::from_redis_value(self.ok(result)?)
-                .map_err(|error| StoreError::Corrupt(format!("write_room answered: {error}")))?;
-        let field = |i: usize| -> String {
-            answer
-                .get(i)
-                .and_then(|v| redis::FromRedisValue::from_redis_value(v.clone()).ok())
-                .unwrap_or_default()
-        };
-        match field(0).as_str() {
-            "2" => {}
-            "1" => {
+        let (migrated, ended) = match self.ok(result)? {
+            (2, migrated, ended) => (migrated, ended == 1),
+            (1, found, _) => {
                 return Err(StoreError::Conflict {
                     room: room.clone(),
                     expected,
-                    found: field(1).parse().unwrap_or_default(),
+                    found: found.parse().unwrap_or_default(),
                 });
             }
             _ => return Err(StoreError::NoSuchGame(room.clone())),
-        }
-        let (migrated, ended) = (field(1), field(2) == "1");
+        };
         if !migrated.is_empty() || ended {
             let finished_at = if ended { finished_at.as_str() } else { "" };
             // The write stands whatever happens here: a lost settle is made good by

@@ -281,11 +281,7 @@ impl RedisStore {
 
     /// Publishes `message` on `channel` (sharded on a cluster).
     async fn publish(&self, channel: &str, message: &str) -> StoreResult<()> {
-        let result = redis::cmd(self.conn.publish_command())
-            .arg(channel)
-            .arg(message)
-            .query_async::<()>(&mut self.conn())
-            .await;
+        let result = self.conn().publish(channel, message).await;
         self.ok(result)
     }
 

@@ -243,12 +243,7 @@ impl Driver for Bus {
         let Some(mut conn) = self.live() else {
             return Ok(());
         };
-        let publish = redis::cmd(conn.publish_command())
-            .arg(&chan)
-            .arg(val)
-            .query_async::<()>(&mut conn)
-            .await;
-        if let Err(error) = publish {
+        if let Err(error) = conn.publish(&chan, val).await {
             tracing::debug!(chan, %error, "publish dropped: Redis unreachable");
         }
         Ok(())

@@ -40,6 +40,11 @@ impl Keys {
         format!("{}game:{{{room}}}", self.room_prefix)
     }
 
+    /// On a cluster, every key of a room: its game, its match log and its delivery log.
+    pub(super) fn room_keys(&self, room: &str) -> [String; 3] {
+        [self.game(room), self.match_log(room), self.room_log(room)]
+    }
+
     fn inbox(&self, instance: &str) -> String {
         format!("{}instance:{instance}:inbox", self.prefix)
     }

@@ -5,12 +5,12 @@
 -- ARGV[1] expected version  ARGV[2] new version  ARGV[3] game state JSON
 -- ARGV[4] finished-at ms, or '' while running  ARGV[5] envelope JSON  ARGV[6] module version
 -- ARGV[7] the room's channel  ARGV[8] the room log's lifetime (ms)  ARGV[9..] log entries
--- Returns {0} for no such game, {1, stored version} on conflict, or, written,
+-- Returns {0, '', 0} for no such game, {1, stored version, 0} on conflict, or, written,
 -- {2, the module it ran before if it changed or '', 1 if this write ended the match else 0}:
 -- what the fleet's records (`settle_room.lua`) must then be told.
 local current = redis.call('HGET', KEYS[1], 'version')
-if not current then return {0} end
-if current ~= ARGV[1] then return {1, current} end
+if not current then return {0, '', 0} end
+if current ~= ARGV[1] then return {1, current, 0} end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', ARGV[2])
 local previous = redis.call('HGET', KEYS[1], 'module')
 local migrated = ''
