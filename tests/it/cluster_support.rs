@@ -420,9 +420,19 @@ fn free_cluster_port() -> u16 {
 
 /// Whether the `redis-server` just started at `url` answers (false once it exited).
 fn answers(url: &str, server: &mut Child) -> bool {
+    answers_unless(url, || server.try_wait().unwrap().is_some())
+}
+
+fn wait_for_ping(url: &str) {
+    answers_unless(url, || false);
+}
+
+/// Waits (up to 10 s) until Redis at `url` answers a `PING`: true, or false as soon as `gone`
+/// says it never will.
+fn answers_unless(url: &str, mut gone: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if server.try_wait().unwrap().is_some() {
+        if gone() {
             return false;
         }
         if let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection())
@@ -435,17 +445,30 @@ fn answers(url: &str, server: &mut Child) -> bool {
     panic!("redis-server at {url} never answered");
 }
 
-fn wait_for_ping(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection())
-            && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-        {
-            return;
+/// Cuts every pub/sub connection of the servers at `nodes` (`CLIENT KILL TYPE pubsub`) every
+/// `every`, for `length`; the thread answers how many it cut.
+pub fn cut_pub_sub(
+    mut nodes: Vec<redis::Connection>,
+    length: Duration,
+    every: Duration,
+) -> std::thread::JoinHandle<i64> {
+    std::thread::spawn(move || {
+        let until = Instant::now() + length;
+        let mut cut = 0;
+        while Instant::now() < until {
+            for conn in &mut nodes {
+                let killed: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query(conn)
+                    .unwrap();
+                cut += killed;
+            }
+            std::thread::sleep(every);
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("redis-server at {url} never answered");
+        cut
+    })
 }
 
 /// An in-process server sharing `redis` under `prefix`.

@@ -2,7 +2,7 @@
 //! local three-master cluster of its own, and what only a cluster does: a slot moving to
 //! another node mid-match, and its pub/sub connections cut.
 
-use crate::cluster_support::{HostProcess, LocalCluster, Shared, unique_prefix};
+use crate::cluster_support::{HostProcess, LocalCluster, Shared, cut_pub_sub, unique_prefix};
 use crate::scale_targeted::{chat, pair, play_to_the_end};
 use crate::support::{Player, act, position, settle};
 use redis::Commands;
@@ -73,6 +73,20 @@ async fn cleanup_releases_sessions_no_live_socket_holds() {
     crate::hardening_leaks::cleanup_releases_orphaned_sessions(LocalCluster::start()).await;
 }
 
+/// Two `gamehost` processes on a cluster of their own; `a` on the first and `b` on the second
+/// play a match.
+async fn two_instances_and_a_match() -> (LocalCluster, String, [HostProcess; 2], [Player; 2], String)
+{
+    let cluster = LocalCluster::start();
+    let prefix = unique_prefix();
+    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
+    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
+    let a = Player::connect(&one).await;
+    let b = Player::connect(&two).await;
+    let room = pair(&a, &b, 1).await;
+    (cluster, prefix, [one, two], [a, b], room)
+}
+
 /// Moves `slot` to another node while `a` and `b` play their match to the end; returns the
 /// cluster and the slot's new node.
 async fn moved_mid_match(
@@ -101,13 +115,7 @@ async fn moved_mid_match(
 /// node drops, are made again on the new one. Each player sees every message once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
-    let cluster = LocalCluster::start();
-    let prefix = unique_prefix();
-    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let a = Player::connect(&one).await;
-    let b = Player::connect(&two).await;
-    let room = pair(&a, &b, 1).await;
+    let (cluster, prefix, [one, two], [a, b], room) = two_instances_and_a_match().await;
     let slot = cluster.slot_of(&format!("{{{room}}}"));
     assert_ne!(slot, cluster.fleet_slot(), "a room has a slot of its own");
     let (cluster, after) = moved_mid_match(cluster, slot, &a, &b, &room).await;
@@ -138,32 +146,15 @@ async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
 /// the channel carries, reaches each player once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_of_different_slots_on_one_node_are_subscribed_again_after_a_cut() {
-    let cluster = LocalCluster::start();
-    let prefix = unique_prefix();
-    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let a = Player::connect(&one).await;
-    let b = Player::connect(&two).await;
-    let room = pair(&a, &b, 1).await;
+    let (cluster, prefix, _fleet, [a, b], room) = two_instances_and_a_match().await;
     let fleet_node = cluster.owner_of(cluster.fleet_slot());
     cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
 
-    let mut node = cluster.node_conn(fleet_node);
-    let cutting = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_millis(800);
-        let mut cut = 0;
-        while Instant::now() < until {
-            let killed: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg("pubsub")
-                .query(&mut node)
-                .unwrap();
-            cut += killed;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cut
-    });
+    let cutting = cut_pub_sub(
+        vec![cluster.node_conn(fleet_node)],
+        Duration::from_millis(800),
+        Duration::from_millis(50),
+    );
     for player in [&a, &b] {
         let stay = position(player);
         let ack = act(
@@ -220,13 +211,7 @@ async fn channels_of_different_slots_on_one_node_are_subscribed_again_after_a_cu
 /// finds the match ended in its room, the fleet's records are settled, and the join goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_whose_end_the_fleet_missed_holds_no_player_back() {
-    let cluster = LocalCluster::start();
-    let prefix = unique_prefix();
-    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let a = Player::connect(&one).await;
-    let b = Player::connect(&two).await;
-    let room = pair(&a, &b, 1).await;
+    let (cluster, prefix, _fleet, [a, b], room) = two_instances_and_a_match().await;
     play_to_the_end(&a, &b, &room).await;
 
     let finished = format!("{}finished_games", cluster.key_prefix(&prefix));

@@ -3,11 +3,11 @@
 //! rooms (and of anything else) reached it.
 
 use crate::cluster::pair_across;
-use crate::cluster_support::{HostProcess, PrivateRedis, Shared, unique_prefix};
+use crate::cluster_support::{HostProcess, PrivateRedis, Shared, cut_pub_sub, unique_prefix};
 use crate::faces_metrics::{read, scrape};
 use crate::support::{Player, act, position, settle, strike_each_other};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn received(host: &HostProcess, feed: &str) -> f64 {
     read(
@@ -156,24 +156,11 @@ pub(crate) async fn killed_pub_sub_connections(redis: impl Shared) {
     // Every instance's subscriber is cut again and again while the match is played: what is
     // published while one is down is missed, and read back from the room's log.
     // On a cluster, on every node: a room's channel is on its room's node.
-    let mut nodes = redis.every_node();
-    let cutting = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_millis(800);
-        let mut cut = 0;
-        while Instant::now() < until {
-            for conn in &mut nodes {
-                let killed: i64 = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("TYPE")
-                    .arg("pubsub")
-                    .query(conn)
-                    .unwrap();
-                cut += killed;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        cut
-    });
+    let cutting = cut_pub_sub(
+        redis.every_node(),
+        Duration::from_millis(800),
+        Duration::from_millis(5),
+    );
     play_to_the_end(&a, &b, &room).await;
     let cut = cutting.join().unwrap();
     assert!(cut >= 2, "each instance's subscriber was cut ({cut} cuts)");
