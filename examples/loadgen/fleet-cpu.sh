@@ -22,8 +22,12 @@ LOGS=$(mktemp -d)
 
 redis-server --port "$PORT" --save '' --appendonly no > "$LOGS/redis.log" 2>&1 &
 REDIS=$!
-trap 'kill $REDIS 2>/dev/null; pkill -P $$ 2>/dev/null || true' EXIT
-sleep 1
+trap 'kill $REDIS 2>/dev/null; wait $REDIS 2>/dev/null; pkill -P $$ 2>/dev/null || true' EXIT
+# Until it answers (the last run's server may still be letting go of the port).
+until redis-cli -p "$PORT" ping > /dev/null 2>&1; do
+  kill -0 $REDIS 2>/dev/null || { echo "redis-server did not start on port $PORT" >&2; exit 1; }
+  sleep 0.2
+done
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 for binary in "${BINARIES[@]}"; do

@@ -12,9 +12,11 @@
 //! # what 10,000 connections that send their connect and reset at once leave behind
 //! cargo run --release -p loadgen -- churn --urls http://127.0.0.1:3030 --connections 10000 --pids 1234
 //! # 1,000 players join liar's dice over three levels at once, on three instances
+//! cargo run --release -p loadgen -- matchmaking --urls http://127.0.0.1:3030,http://127.0.0.1:3031,http://127.0.0.1:3032 --players 1000 --game liars-dice --levels 3
 //! # a chaos run: its own Redis and 3 instances, 16 players, faults at random for 2 minutes
 //! cargo run -p loadgen -- chaos --secs 120
-//! cargo run --release -p loadgen -- matchmaking --urls http://127.0.0.1:3030,http://127.0.0.1:3031,http://127.0.0.1:3032 --players 1000 --game liars-dice --levels 3
+//! # the same on its own three-master Redis Cluster, with slot migrations among the faults
+//! cargo run -p loadgen -- chaos --secs 120 --cluster
 //! ```
 //!
 //! Bots connect round-robin over the URLs (in `play`, spread over `--ramp-secs`). While it runs, a status line shows progress; at the
@@ -146,9 +148,10 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         limit_secs: u64,
     },
-    /// Starts its own Redis (behind a proxy it controls) and `gamehost` instances, plays with
-    /// players that reconnect and resume, injects faults at random (kill -9, SIGTERM, Redis
-    /// restart, Redis slow or unreachable, module swap and rollback), then checks that nothing
+    /// Starts its own Redis (one server or a cluster, behind proxies it controls) and
+    /// `gamehost` instances, plays with players that reconnect and resume, injects faults at
+    /// random (kill -9, SIGTERM, Redis restart, Redis slow or unreachable, module swap and
+    /// rollback, and on a cluster slot migrations), then checks that nothing
     /// was lost, doubled or reordered and that every match replays. Exits 1 if an invariant
     /// broke.
     Chaos {
@@ -180,6 +183,10 @@ enum Mode {
         /// What the instances log (their `RUST_LOG`), into `--dir`.
         #[arg(long, default_value = "warn")]
         instance_log: String,
+        /// Runs the fleet on a three-master Redis Cluster, each node behind its proxy, and
+        /// adds slot migrations to the faults.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Connections that send their connect and reset at once; reports what the servers kept of
     /// them (mappings, sessions, memory).
@@ -369,6 +376,7 @@ async fn main() -> Result<()> {
             dir,
             seed,
             instance_log,
+            cluster,
         } => {
             let beside = std::env::current_exe()?
                 .parent()
@@ -385,6 +393,7 @@ async fn main() -> Result<()> {
                 dir,
                 seed,
                 instance_log,
+                cluster,
             };
             if !chaos::chaos(settings).await? {
                 std::process::exit(1);

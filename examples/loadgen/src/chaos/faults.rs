@@ -21,10 +21,12 @@ pub enum Fault {
     Swap,
     /// The version before the last one made active again.
     Rollback,
+    /// On a cluster: a slot moved to another node with its keys.
+    SlotMove,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::Kill,
         Fault::Terminate,
         Fault::RedisRestart,
@@ -32,7 +34,16 @@ impl Fault {
         Fault::RedisDown,
         Fault::Swap,
         Fault::Rollback,
+        Fault::SlotMove,
     ];
+
+    /// The kinds a run injects: a slot moves only on a cluster.
+    pub fn kinds(cluster: bool) -> Vec<Fault> {
+        Fault::ALL
+            .into_iter()
+            .filter(|fault| cluster || *fault != Fault::SlotMove)
+            .collect()
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,6 +54,7 @@ impl Fault {
             Fault::RedisDown => "Redis unreachable",
             Fault::Swap => "module swap",
             Fault::Rollback => "module rollback",
+            Fault::SlotMove => "slot migration",
         }
     }
 }
@@ -51,12 +63,14 @@ impl Fault {
 /// first rollback); after that, each is any kind (a rollback only once a swap happened, which
 /// the first round guarantees).
 pub struct Schedule {
+    kinds: Vec<Fault>,
     first_round: Vec<Fault>,
 }
 
 impl Schedule {
-    pub fn new(rng: &mut impl Rng) -> Schedule {
-        let mut first_round = Fault::ALL.to_vec();
+    /// `kinds` holds a swap and a rollback.
+    pub fn new(rng: &mut impl Rng, kinds: Vec<Fault>) -> Schedule {
+        let mut first_round = kinds.clone();
         first_round.shuffle(rng);
         let swap = first_round.iter().position(|f| *f == Fault::Swap).unwrap();
         let rollback = first_round
@@ -67,13 +81,18 @@ impl Schedule {
             first_round.swap(swap, rollback);
         }
         first_round.reverse();
-        Schedule { first_round }
+        Schedule { kinds, first_round }
+    }
+
+    /// How many faults make the first round.
+    pub fn kinds(&self) -> usize {
+        self.kinds.len()
     }
 
     pub fn next(&mut self, rng: &mut impl Rng) -> Fault {
         self.first_round
             .pop()
-            .unwrap_or_else(|| Fault::ALL[rng.random_range(0..Fault::ALL.len())])
+            .unwrap_or_else(|| self.kinds[rng.random_range(0..self.kinds.len())])
     }
 }
 
@@ -84,22 +103,26 @@ mod tests {
     use std::collections::BTreeSet;
 
     #[test]
-    fn every_kind_comes_in_the_first_round_and_a_swap_precedes_the_first_rollback() {
-        for seed in 0..200 {
+    fn every_kind_of_the_run_comes_in_the_first_round_and_a_swap_precedes_the_first_rollback() {
+        for (seed, cluster) in (0..200).zip([false, true].into_iter().cycle()) {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let mut schedule = Schedule::new(&mut rng);
-            let first: Vec<Fault> = (0..Fault::ALL.len())
+            let kinds = Fault::kinds(cluster);
+            let mut schedule = Schedule::new(&mut rng, kinds.clone());
+            let first: Vec<Fault> = (0..schedule.kinds())
                 .map(|_| schedule.next(&mut rng))
                 .collect();
             assert_eq!(
-                first.iter().copied().collect::<BTreeSet<_>>().len(),
-                Fault::ALL.len()
+                first.iter().copied().collect::<BTreeSet<_>>(),
+                kinds.iter().copied().collect::<BTreeSet<_>>()
             );
+            assert_eq!(first.contains(&Fault::SlotMove), cluster);
             let swap = first.iter().position(|f| *f == Fault::Swap).unwrap();
             let rollback = first.iter().position(|f| *f == Fault::Rollback).unwrap();
             assert!(swap < rollback, "seed {seed}: {first:?}");
-            // After the first round, any kind may come.
-            let _ = schedule.next(&mut rng);
+            // After the first round, any kind of the run's may come, and only those.
+            for _ in 0..20 {
+                assert!(kinds.contains(&schedule.next(&mut rng)));
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! with its output kept in the run's folder.
 
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,14 +17,18 @@ pub fn free_port() -> Result<u16> {
 pub struct Redis {
     pub port: u16,
     dir: PathBuf,
+    /// Arguments beyond the run's own (a cluster node's settings).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Redis {
-    pub async fn start(dir: &Path) -> Result<Redis> {
+    /// A server on `port` keeping its files in `dir`, started with `extra` arguments too.
+    pub async fn start(dir: PathBuf, port: u16, extra: Vec<String>) -> Result<Redis> {
         let mut redis = Redis {
-            port: free_port()?,
-            dir: dir.join("redis"),
+            port,
+            dir,
+            extra,
             child: None,
         };
         std::fs::create_dir_all(&redis.dir)?;
@@ -46,6 +50,7 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(log)
             .stderr(Stdio::null())
             .spawn()

@@ -1,4 +1,5 @@
-//! `chaos`: a Jepsen-style run. It starts its own Redis (behind a proxy it controls) and a fleet
+//! `chaos`: a Jepsen-style run. It starts its own Redis (one server, or with `--cluster` a
+//! three-master Redis Cluster, behind proxies it controls; see `backend`) and a fleet
 //! of `gamehost` processes, has players play wizard battles through them as real clients do
 //! (reconnecting and resuming when their server goes), injects faults at random for the run's
 //! length, lets the fleet heal and the matches finish, then checks what the players saw against
@@ -14,6 +15,7 @@
 //!
 //! Any violation is printed with its evidence and makes the run exit non-zero.
 
+mod backend;
 mod check;
 mod faults;
 mod fleet;
@@ -21,11 +23,12 @@ mod player;
 mod proxy;
 
 use anyhow::{Context, Result, bail};
+use backend::Backend;
 use check::{Log, Verdict};
 use faults::{Fault, Schedule};
-use fleet::{Fleet, Redis};
+use fleet::Fleet;
 use player::{Journal, Table};
-use proxy::{Mode, Proxy};
+use proxy::Mode;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +58,8 @@ pub struct Chaos {
     pub seed: Option<u64>,
     /// The instances' `RUST_LOG`.
     pub instance_log: String,
+    /// On a three-master Redis Cluster instead of one server.
+    pub cluster: bool,
 }
 
 /// What the run did and found.
@@ -110,8 +115,13 @@ pub async fn chaos(settings: Chaos) -> Result<bool> {
     std::fs::create_dir_all(&dir)?;
     let seed = settings.seed.unwrap_or_else(|| rand::rng().random());
     println!(
-        "chaos: {} instances, {} players, faults for {:?}, seed {seed}; files in {}",
+        "chaos: {} instances on {}, {} players, faults for {:?}, seed {seed}; files in {}",
         settings.instances,
+        if settings.cluster {
+            "a Redis Cluster"
+        } else {
+            "one Redis"
+        },
         settings.players,
         settings.length,
         dir.display()
@@ -119,9 +129,12 @@ pub async fn chaos(settings: Chaos) -> Result<bool> {
     let module = std::fs::read(settings.rules_dir.join(format!("{GAME}.wasm")))
         .with_context(|| format!("no {GAME}.wasm in {}", settings.rules_dir.display()))?;
 
-    let mut redis = Redis::start(&dir).await?;
-    let proxy = Proxy::start(redis.port).await?;
-    let env = fleet_env(&settings, proxy.port);
+    let mut redis = if settings.cluster {
+        Backend::cluster(&dir).await?
+    } else {
+        Backend::single(&dir).await?
+    };
+    let env = fleet_env(&settings, redis.instance_env());
     let mut fleet = Fleet::new(
         settings.gamehost.clone(),
         dir.clone(),
@@ -150,9 +163,9 @@ pub async fn chaos(settings: Chaos) -> Result<bool> {
         .collect();
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut schedule = Schedule::new(&mut rng);
+    let mut schedule = Schedule::new(&mut rng, Fault::kinds(redis.is_cluster()));
     let mut injected = 0;
-    while started.elapsed() < settings.length || injected < Fault::ALL.len() {
+    while started.elapsed() < settings.length || injected < schedule.kinds() {
         let pause = settings.fault_every.mul_f64(rng.random_range(0.25..1.75));
         tokio::time::sleep(pause).await;
         let fault = schedule.next(&mut rng);
@@ -162,7 +175,6 @@ pub async fn chaos(settings: Chaos) -> Result<bool> {
             &mut rng,
             &mut fleet,
             &mut redis,
-            &proxy,
             &module,
             &mut versions,
         )
@@ -186,7 +198,7 @@ pub async fn chaos(settings: Chaos) -> Result<bool> {
     }
 
     // Heal, let the matches finish, then look.
-    proxy.set(Mode::Pass);
+    redis.set(Mode::Pass);
     for slot in 0..settings.instances {
         if !fleet.running(slot) {
             fleet.start(slot).await?;
@@ -224,12 +236,12 @@ pub async fn chaos(settings: Chaos) -> Result<bool> {
     Ok(report.held())
 }
 
-/// How every instance of the run is configured: Redis through the proxy, short clocks (a
+/// How every instance of the run is configured: Redis through the proxies, short clocks (a
 /// round resolves after 3 s, a dead instance is noticed after 2 s) so faults have effects
 /// within a short run, and finished matches kept until the end of the run.
-fn fleet_env(settings: &Chaos, proxy_port: u16) -> Vec<(String, String)> {
+fn fleet_env(settings: &Chaos, redis: (&'static str, String)) -> Vec<(String, String)> {
     [
-        ("REDIS_URL", format!("redis://127.0.0.1:{proxy_port}")),
+        redis,
         ("REDIS_PREFIX", PREFIX.to_string()),
         ("RULES_DIR", settings.rules_dir.display().to_string()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
@@ -263,8 +275,7 @@ async fn inject(
     fault: Fault,
     rng: &mut impl Rng,
     fleet: &mut Fleet,
-    redis: &mut Redis,
-    proxy: &Proxy,
+    redis: &mut Backend,
     module: &[u8],
     versions: &mut Vec<String>,
 ) -> Result<String> {
@@ -287,21 +298,20 @@ async fn inject(
         }
         Fault::RedisRestart => {
             let down = millis(rng, 200, 2000);
-            redis.restart(down).await?;
-            Ok(format!("down for {down:?}"))
+            redis.restart(rng, down).await
         }
         Fault::RedisSlow => {
             let (delay, length) = (millis(rng, 20, 300), millis(rng, 2000, 6000));
-            proxy.set(Mode::Slow(delay));
+            redis.set(Mode::Slow(delay));
             tokio::time::sleep(length).await;
-            proxy.set(Mode::Pass);
+            redis.set(Mode::Pass);
             Ok(format!("{delay:?} each way for {length:?}"))
         }
         Fault::RedisDown => {
             let length = millis(rng, 500, 4000);
-            proxy.set(Mode::Down);
+            redis.set(Mode::Down);
             tokio::time::sleep(length).await;
-            proxy.set(Mode::Pass);
+            redis.set(Mode::Pass);
             Ok(format!("for {length:?}"))
         }
         Fault::Swap => {
@@ -339,6 +349,7 @@ async fn inject(
             versions.push(back.clone());
             Ok(format!("back to {} through instance {slot}", &back[..12]))
         }
+        Fault::SlotMove => redis.move_slot(rng, PREFIX).await,
     }
 }
 
@@ -538,7 +549,7 @@ async fn check_running_resumable(
 /// `gamehost replay --room ...` over every match, against the run's Redis.
 fn replay_all(
     settings: &Chaos,
-    redis: &Redis,
+    redis: &Backend,
     logs: &BTreeMap<String, Log>,
     report: &mut Report,
 ) -> Result<()> {
@@ -547,7 +558,7 @@ fn replay_all(
         let output = std::process::Command::new(&settings.gamehost)
             .arg("replay")
             .args(rooms.iter().flat_map(|room| ["--room", room.as_str()]))
-            .env("REDIS_URL", redis.url())
+            .env(redis.direct_env().0, redis.direct_env().1)
             .env("REDIS_PREFIX", PREFIX)
             .env("RULES_DIR", &settings.rules_dir)
             .env("RUST_LOG", "warn")
