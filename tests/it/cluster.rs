@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Waits until `check` holds, polling; panics with `what` after `limit`.
-async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check() {
@@ -22,7 +22,7 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
 }
 
 /// The socket mappings stored under `prefix`, by socket id.
-fn mappings(redis: &impl Shared, prefix: &str) -> BTreeMap<String, Value> {
+pub(crate) fn mappings(redis: &impl Shared, prefix: &str) -> BTreeMap<String, Value> {
     let raw: BTreeMap<String, String> = redis
         .conn()
         .hgetall(format!("{}socket_mappings", redis.key_prefix(prefix)))
@@ -246,7 +246,12 @@ fn stored_session(redis: &impl Shared, prefix: &str, player: &str) -> Option<Val
 }
 
 /// Waits (up to 15 s) until `player`'s stored session is held by `socket` (`None`: released).
-async fn session_held_by(redis: &impl Shared, prefix: &str, player: &str, socket: Option<&str>) {
+pub(crate) async fn session_held_by(
+    redis: &impl Shared,
+    prefix: &str,
+    player: &str,
+    socket: Option<&str>,
+) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let session = stored_session(redis, prefix, player);

@@ -208,6 +208,9 @@ impl LocalCluster {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--save", "", "--appendonly", "no"])
+            // Written only by an explicit `SAVE` (`stop_node`), and read when it starts again.
+            .arg("--dbfilename")
+            .arg(format!("dump-{port}.rdb"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -232,10 +235,16 @@ impl LocalCluster {
             .unwrap()
     }
 
+    /// Whether the node at `port` answers and says the cluster is ok (false while it starts).
     fn node_is_ok(&self, port: u16) -> bool {
+        let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|client| client.get_connection())
+        else {
+            return false;
+        };
         let info: String = redis::cmd("CLUSTER")
             .arg("INFO")
-            .query(&mut self.node(port))
+            .query(&mut conn)
             .unwrap_or_default();
         info.contains("cluster_state:ok")
     }
@@ -341,6 +350,26 @@ impl LocalCluster {
     /// A connection to the node at `port`.
     pub fn node_conn(&self, port: u16) -> redis::Connection {
         self.node(port)
+    }
+
+    /// The nodes' ports.
+    pub fn node_ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Saves the node at `port` to disk (`SAVE`), then kills it (`kill -9`): it answers
+    /// nothing until [`LocalCluster::start_node`] starts it again with what it saved.
+    pub fn stop_node(&mut self, port: u16) {
+        let () = redis::cmd("SAVE").query(&mut self.node(port)).unwrap();
+        let node = self.ports.iter().position(|p| *p == port).unwrap();
+        let _ = self.children[node].kill();
+        let _ = self.children[node].wait();
+    }
+
+    pub fn start_node(&mut self, port: u16) {
+        let node = self.ports.iter().position(|p| *p == port).unwrap();
+        self.children[node] = self.launch(port);
+        self.wait_until_ok();
     }
 }
 

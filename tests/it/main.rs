@@ -13,6 +13,7 @@ mod audit_replay;
 mod authoring;
 mod cluster;
 mod cluster_games;
+mod cluster_waiting;
 mod faces_browser;
 mod faces_metrics;
 mod faces_pages;

@@ -30,6 +30,11 @@ async fn a_match_goes_on_while_every_node_restarts_and_the_stored_state_catches_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_player_waits_on_after_every_node_comes_back_empty() {
+    crate::cluster_waiting::a_waiting_player_waits_on_after_an_outage(LocalCluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_that_migrated_mid_game_replays_across_both_versions_from_the_cluster() {
     crate::audit_replay::a_migrated_match_replays_from(LocalCluster::start()).await;
 }
@@ -263,4 +268,69 @@ async fn a_cleanup_removes_rooms_nobody_was_seated_in() {
     assert_eq!(cleaned["details"]["matches"], 1, "{cleaned}");
     assert_eq!(cluster.stored_game(&prefix, &orphan), None);
     assert!(cluster.stored_game(&prefix, &seated).is_some());
+}
+
+/// A player resumes on another instance while the node of its match's room is down, and the
+/// fleet's node answers (its resume token is checked): the resume waits for the room's node.
+/// Then the player gets `resumed`, and nothing it heard before it left again. (The chaos run
+/// on a cluster found both: the resumed socket was handed the match from its first version,
+/// and never got `resumed`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_waits_for_its_room_s_node_and_repeats_nothing() {
+    let (mut cluster, _prefix, [_one, two], [a, b], room) = two_instances_and_a_match().await;
+    let fleet_node = cluster.owner_of(cluster.fleet_slot());
+    let room_node = *cluster
+        .node_ports()
+        .iter()
+        .find(|port| **port != fleet_node)
+        .unwrap();
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), room_node);
+    for player in [&a, &b] {
+        act(
+            player,
+            &room,
+            json!({ "spell": "teleport", "target": position(player) }),
+        )
+        .await;
+    }
+    let heard = a.first_where("view", |v| v["turn"] == 2).await["version"]
+        .as_u64()
+        .unwrap();
+    let auth = a.resume_auth();
+    a.disconnect().await;
+    b.next("opponentDisconnected").await;
+
+    cluster.stop_node(room_node);
+    let back = Player::connect_with(&two, Some(auth))
+        .await
+        .expect("the fleet's node checks the token");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        back.count("resumed"),
+        0,
+        "resumed with the room's node down"
+    );
+    cluster.start_node(room_node);
+    let resumed = back.next("resumed").await;
+    assert_eq!(resumed["roomId"], room.as_str());
+    let resumed_at = resumed["version"].as_u64().unwrap();
+    assert!(resumed_at > heard, "{resumed_at} after {heard}");
+    b.next("opponentReconnected").await;
+
+    // The next round reaches it, and nothing from before `resumed` does.
+    let standing = resumed["view"]["you"]["position"].clone();
+    let strike = |target: Value| json!({ "spell": "lightning", "target": target });
+    let ack = act(&back, &room, strike(position(&b))).await;
+    assert_eq!(ack["success"], true, "{ack}");
+    let ack = act(&b, &room, strike(standing)).await;
+    assert_eq!(ack["success"], true, "{ack}");
+    back.first_where("gameEvent", |e| e["event"]["type"] == "roundResolved")
+        .await;
+    for message in back.received_of(&["view", "gameEvent"]) {
+        assert!(
+            message["version"].as_u64().unwrap() > resumed_at,
+            "heard again after resuming at {resumed_at}: {message}"
+        );
+    }
+    assert_eq!(back.count("resumed"), 1);
 }

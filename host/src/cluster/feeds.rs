@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::matches::{Matches, Message};
 use crate::redis_store::RedisStore;
 use crate::redis_store::pubsub::{Bus, BusError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
@@ -74,7 +74,8 @@ enum Command {
         room: String,
         socket: String,
         from: From,
-        done: oneshot::Sender<()>,
+        /// Whether it is followed (see [`Follower::follow`]).
+        done: oneshot::Sender<bool>,
     },
     Unfollow {
         socket: String,
@@ -128,10 +129,11 @@ impl Feeds {
 
     /// `socket` (here) plays in `room` (instead of any room it played in before): this instance
     /// hears the room from `from` on. Returns once it is subscribed and, from the first, caught
-    /// up.
-    pub async fn follow(&self, room: &str, socket: &str, from: From) {
+    /// up; false if, resuming ([`From::Now`]), the room's stored version could not be read, and
+    /// the socket is not followed.
+    pub async fn follow(&self, room: &str, socket: &str, from: From) -> bool {
         let Some(shared) = &self.shared else {
-            return;
+            return true;
         };
         let (done, caught_up) = oneshot::channel();
         let command = Command::Follow {
@@ -140,9 +142,10 @@ impl Feeds {
             from,
             done,
         };
-        if shared.commands.send(command).is_ok() {
-            let _ = caught_up.await;
+        if shared.commands.send(command).is_err() {
+            return true; // Shutting down: nothing more is followed.
         }
+        caught_up.await.unwrap_or(true)
     }
 
     /// The last version of `room` this instance delivered from the room's feed (0 if none).
@@ -352,8 +355,8 @@ impl Follower {
                 from,
                 done,
             } => {
-                self.follow(room, socket, from).await;
-                let _ = done.send(());
+                let followed = self.follow(room, socket, from).await;
+                let _ = done.send(followed);
             }
             Command::Unfollow { socket } => {
                 if let Some(room) = self.sockets.remove(&socket) {
@@ -371,7 +374,12 @@ impl Follower {
         }
     }
 
-    async fn follow(&mut self, room: String, socket: String, from: From) {
+    /// Follows `room` for `socket`. False when `from` is [`From::Now`] and the room's stored
+    /// version cannot be read: where the socket's `resumed` will stand is unknown, and following
+    /// it from the log instead would hand it versions its player already heard (found by the
+    /// chaos run on a cluster, the room's node down and the fleet's up). The socket is then not
+    /// followed, and the caller tries again.
+    async fn follow(&mut self, room: String, socket: String, from: From) -> bool {
         if let Some(before) = self.sockets.insert(socket.clone(), room.clone())
             && before != room
         {
@@ -380,14 +388,17 @@ impl Follower {
         if self.rooms.contains_key(&room) {
             let resumed_at = match from {
                 From::First => None,
-                From::Now => self.store.room_version(&room).await.ok().flatten(),
+                From::Now => match self.store.room_version(&room).await {
+                    Ok(version) => version,
+                    Err(error) => return self.not_followed(&room, &socket, &error).await,
+                },
             };
             if let Some(feed) = self.rooms.get_mut(&room) {
                 if let Some(version) = resumed_at.filter(|v| *v > feed.sequence.cursor()) {
                     feed.resumed_at.insert(socket.clone(), version);
                 }
                 feed.sockets.insert(socket);
-                return;
+                return true;
             }
         }
         let subscribed = self.subscribe(&room).await;
@@ -396,10 +407,7 @@ impl Follower {
             From::First => 0,
             From::Now => match self.store.room_version(&room).await {
                 Ok(version) => version.unwrap_or(0),
-                Err(error) => {
-                    tracing::warn!(room, %error, "room version unknown; following from the log");
-                    0
-                }
+                Err(error) => return self.not_followed(&room, &socket, &error).await,
             },
         };
         let feed = Feed {
@@ -412,6 +420,23 @@ impl Follower {
         if from == From::First {
             self.catch_up(&room).await;
         }
+        true
+    }
+
+    /// Undoes a [`Follower::follow`] that could not learn where `socket` resumes.
+    async fn not_followed(&mut self, room: &str, socket: &str, error: &StoreError) -> bool {
+        tracing::warn!(room, socket, %error, "resume point unknown: not followed yet");
+        self.sockets.remove(socket);
+        if self.rooms.contains_key(room) {
+            self.leave(room, socket).await;
+        } else if let Err(error) = self
+            .bus
+            .unsubscribe_channel(&self.store.room_channel(room))
+            .await
+        {
+            tracing::debug!(room, %error, "room not unsubscribed");
+        }
+        false
     }
 
     async fn subscribe(&self, room: &str) -> bool {
@@ -455,6 +480,7 @@ impl Follower {
             return;
         };
         for socket in sockets {
+            self.gateway.seated_by_another(&socket);
             if self.gateway.is_connected("/", &socket) {
                 self.follow(room.clone(), socket, From::First).await;
             }

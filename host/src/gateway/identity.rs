@@ -4,6 +4,7 @@
 
 use super::{Gateway, Sock, player_room};
 use crate::cluster::feeds::From;
+use crate::matches::MatchError;
 use crate::model::{PlayerId, Session, SocketMapping, now_ms};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use serde::Deserialize;
@@ -72,6 +73,8 @@ impl SocketLife {
 /// How long a closing socket waits for its own set-up. A socket whose connection failed before
 /// it was connected is never set up, and has nothing stored either.
 const SET_UP_WAIT: Duration = Duration::from_secs(10);
+/// How long a resume is tried again while the store fails (see `Gateway::resume`).
+const RESUME_PATIENCE: Duration = Duration::from_secs(8);
 
 /// What a client may present in the handshake `auth` to come back as the same player.
 #[derive(Deserialize)]
@@ -227,29 +230,59 @@ impl Gateway {
             }
             return;
         };
-        // Heard from now on, before the match is told: its next message reaches us. What the
-        // feed holds up to the stored version, the `resumed` snapshot brings.
-        self.inner
-            .outbox
-            .feeds()
-            .follow(&room, &socket_id, From::Now)
-            .await;
-        socket.join(player_room(&player));
-        match self
-            .inner
-            .matches
-            .reconnected(&room, &player, &socket_id)
-            .await
-        {
-            Ok(finished) => {
-                let _ = self.store().set_socket_room(&socket_id, Some(&room)).await;
-                self.join_room(socket, room.clone());
-                if let Some(resumed) = finished {
-                    let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);
+        self.resume(socket, &player, &room).await;
+    }
+
+    /// Brings a resuming socket back into its match. The shared store may fail on the way (on
+    /// a cluster, the room's node may be down while the fleet's answered for the session): it
+    /// is tried again until it works, the socket goes, or [`RESUME_PATIENCE`] has passed; then
+    /// the socket is disconnected, so that its client connects and resumes again later rather
+    /// than stay connected with no `resumed` (found by the chaos run on a cluster).
+    async fn resume(&self, socket: &Sock, player: &str, room: &str) {
+        let socket_id = socket.id.to_string();
+        let deadline = tokio::time::Instant::now() + RESUME_PATIENCE;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.try_resume(socket, player, room).await {
+                Ok(()) => return,
+                Err(error) if error.is_transient() && socket.connected() => {
+                    if tokio::time::Instant::now() + pause > deadline {
+                        tracing::warn!(player, room, %error, "could not resume: disconnecting");
+                        let _ = socket.clone().disconnect();
+                        return;
+                    }
+                    tracing::debug!(player, room, %error, "resume failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    tracing::warn!(player, room, socket = socket_id, %error, "could not resume");
+                    return;
                 }
             }
-            Err(error) => tracing::warn!(player, room, %error, "could not resume"),
         }
+    }
+
+    async fn try_resume(&self, socket: &Sock, player: &str, room: &str) -> Result<(), MatchError> {
+        let socket_id = socket.id.to_string();
+        // Heard from now on, before the match is told: its next message reaches us. What the
+        // feed holds up to the stored version, the `resumed` snapshot brings.
+        let feeds = self.inner.outbox.feeds();
+        if !feeds.follow(room, &socket_id, From::Now).await {
+            return Err(MatchError::Unavailable);
+        }
+        socket.join(player_room(player));
+        let finished = self
+            .inner
+            .matches
+            .reconnected(room, player, &socket_id)
+            .await?;
+        let _ = self.store().set_socket_room(&socket_id, Some(room)).await;
+        self.join_room(socket, room.to_string());
+        if let Some(resumed) = finished {
+            let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);
+        }
+        Ok(())
     }
 
     pub(super) async fn disconnected(&self, socket: Sock) {
@@ -270,6 +303,7 @@ impl Gateway {
         }
         let socket_id = socket.id.to_string();
         self.inner.outbox.feeds().unfollow(&socket_id);
+        self.inner.outbox.waiting().stops(&socket_id);
         let instance = self.inner.instance_id.clone();
         self.socket_gone(&socket_id, &identity.player, &instance)
             .await;
@@ -329,7 +363,7 @@ impl Gateway {
     /// (Redis may have come back without them), or after another instance took this one for
     /// dead and let its sockets go. A player another instance reaped is handed back to its
     /// match, before its grace runs out; a player that has meanwhile connected elsewhere keeps
-    /// its session there.
+    /// its session there; a player that waited for a match waits in its queue again.
     pub async fn write_back(&self) {
         for socket in self.local_sockets() {
             let Some(state) = state_of(&socket) else {
@@ -350,6 +384,7 @@ impl Gateway {
                     socket = socket_id,
                     "the player has moved on: not written back"
                 );
+                self.inner.outbox.waiting().stops(&socket_id);
                 continue;
             }
             let released = before.is_some() && holder.is_none();
@@ -385,6 +420,7 @@ impl Gateway {
                 }
             }
         }
+        self.requeue_waiting().await;
     }
 }
 

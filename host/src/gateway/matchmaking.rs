@@ -1,8 +1,11 @@
-//! `joinMatchmaking` and `leaveMatchmaking`.
+//! `joinMatchmaking` and `leaveMatchmaking`, and queueing again after a write-back the players
+//! who waited.
 
+use super::identity::state_of;
 use super::requests::{ClientError, Request};
+use super::waiting::Wait;
 use super::{Gateway, Sock, unavailable};
-use crate::matches::Seated;
+use crate::matches::{MatchError, Seated};
 use crate::model::{QueueEntry, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,6 +37,9 @@ impl Gateway {
             );
             return request.refuse(&socket, error);
         };
+        // Whatever it waited for before, it asks for this now.
+        let waiting = self.inner.outbox.waiting();
+        waiting.stops(&socket.id.to_string());
         let matches = &self.inner.matches;
         let queue = match matches.queue(join.game.as_deref(), join.mode.as_deref()) {
             Ok(queue) => queue,
@@ -71,6 +77,12 @@ impl Gateway {
                 request.answer(&socket, "joinMatchmaking", &game.room_id)
             }
             Ok(None) => {
+                let wait = Wait {
+                    game: join.game,
+                    mode: join.mode,
+                    level: join.level,
+                };
+                waiting.waits(&socket.id.to_string(), wait);
                 let _ = socket.emit("waiting", &json!({ "message": "Waiting for a match..." }));
                 request.answer(&socket, "joinMatchmaking", &Value::Null)
             }
@@ -94,6 +106,7 @@ impl Gateway {
     }
 
     pub(super) async fn leave_matchmaking(&self, socket: Sock, request: Request) {
+        self.inner.outbox.waiting().stops(&socket.id.to_string());
         match self.store().leave_queue(&request.player).await {
             Ok(left) => request.answer(
                 &socket,
@@ -101,6 +114,57 @@ impl Gateway {
                 &json!({ "success": true, "left": left }),
             ),
             Err(error) => request.refuse(&socket, unavailable(error)),
+        }
+    }
+
+    /// Another instance seated `socket` (of this instance) in a match: it waits no more.
+    pub fn seated_by_another(&self, socket: &str) {
+        self.inner.outbox.waiting().stops(socket);
+    }
+
+    /// Queues again every player of this instance that waits for a match, once its state is
+    /// written back: its entry may be gone (Redis came back empty, or this instance was taken
+    /// for dead and its players' entries removed). A player still queued keeps its place; one
+    /// that lost its entry waits again from the back of its queue, on the same connection,
+    /// and is not told anything (it was waiting all along).
+    pub(super) async fn requeue_waiting(&self) {
+        let waiting = self.inner.outbox.waiting();
+        let sockets = self.local_sockets();
+        for (socket_id, wait) in waiting.all() {
+            let Some(socket) = sockets.iter().find(|s| s.id.to_string() == socket_id) else {
+                waiting.stops(&socket_id);
+                continue;
+            };
+            let Some(state) = state_of(socket) else {
+                continue;
+            };
+            let matches = &self.inner.matches;
+            let Ok(queue) = matches.queue(wait.game.as_deref(), wait.mode.as_deref()) else {
+                waiting.stops(&socket_id); // Its game is gone from this host.
+                continue;
+            };
+            let me = Seated {
+                entry: QueueEntry {
+                    id: state.identity.player.clone(),
+                    level: wait.level,
+                },
+                socket: socket_id.clone(),
+                instance: self.inner.instance_id.clone(),
+            };
+            match matches.join(&queue, me).await {
+                Ok(None) => tracing::debug!(socket = socket_id, "waits in its queue again"),
+                Ok(Some(game)) => {
+                    waiting.stops(&socket_id);
+                    self.join_room(socket, game.room_id);
+                }
+                Err(MatchError::AlreadyInMatch(room)) => {
+                    tracing::debug!(socket = socket_id, room, "seated meanwhile: waits no more");
+                    waiting.stops(&socket_id);
+                }
+                Err(error) => {
+                    tracing::warn!(socket = socket_id, %error, "a waiting player not queued again")
+                }
+            }
         }
     }
 }

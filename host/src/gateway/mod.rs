@@ -15,7 +15,8 @@
 //!   departure, whatever the timing; shutdown and write-back;
 //! * `requests`: how every event is admitted (size, rate), parsed, answered and refused;
 //! * `matchmaking`, `play`, `room_events`: the events themselves;
-//! * `outbox`: match messages to players, through Socket.IO rooms.
+//! * `outbox`: match messages to players, through Socket.IO rooms;
+//! * `waiting`: which sockets wait for a match, to queue them again after a write-back.
 
 mod admin_ui;
 mod identity;
@@ -24,6 +25,7 @@ mod outbox;
 mod play;
 mod requests;
 mod room_events;
+mod waiting;
 
 pub use admin_ui::AdminUi;
 pub use identity::Refused;

@@ -1,6 +1,7 @@
 //! Match messages to players, through Socket.IO rooms on this instance (every socket is in its
 //! player's room), and through the room feeds to the other instances that hold a room's players.
 
+use super::waiting::Waiting;
 use super::{Io, player_room};
 use crate::cluster::feeds::{Feeds, From};
 use crate::matches::{Delivery, Message, Outbox, SocketAt, To};
@@ -11,6 +12,7 @@ pub struct SocketOutbox {
     io: Io,
     feeds: Feeds,
     instance: String,
+    waiting: Waiting,
 }
 
 impl SocketOutbox {
@@ -19,7 +21,13 @@ impl SocketOutbox {
             io,
             feeds,
             instance,
+            waiting: Waiting::default(),
         }
+    }
+
+    /// This instance's sockets that wait for a match.
+    pub(super) fn waiting(&self) -> &Waiting {
+        &self.waiting
     }
 
     /// The rooms this instance hears.
@@ -81,6 +89,7 @@ impl Outbox for SocketOutbox {
             let mut elsewhere: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for seat in seats {
                 if seat.instance == self.instance {
+                    self.waiting.stops(&seat.socket);
                     self.feeds.follow(room, &seat.socket, From::First).await;
                 } else {
                     elsewhere

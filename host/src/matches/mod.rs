@@ -233,6 +233,12 @@ impl MatchError {
             MatchError::Gone | MatchError::Unavailable | MatchError::Busy => "unavailable",
         }
     }
+
+    /// Whether the same request may work a moment later: the store was unreachable, or the
+    /// match kept changing under it.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MatchError::Unavailable | MatchError::Busy)
+    }
 }
 
 impl From<StoreError> for MatchError {
