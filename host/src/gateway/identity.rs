@@ -150,13 +150,13 @@ impl Gateway {
 
     /// Whether the socket `sid` is connected to `namespace` here.
     pub fn is_connected(&self, namespace: &str, sid: &str) -> bool {
-        let Ok(sid) = sid.parse() else {
-            return false;
-        };
-        self.inner
-            .io
-            .of(namespace)
-            .is_some_and(|namespace| namespace.get_socket(sid).is_some())
+        self.socket_in(namespace, sid).is_some()
+    }
+
+    /// The socket `sid` of `namespace`, if it is connected here.
+    pub(super) fn socket_in(&self, namespace: &str, sid: &str) -> Option<Sock> {
+        let sid = sid.parse().ok()?;
+        self.inner.io.of(namespace)?.get_socket(sid)
     }
 
     fn mapping(&self, socket: &str, player: &str, room: Option<String>) -> SocketMapping {

@@ -129,13 +129,12 @@ impl Gateway {
     /// and is not told anything (it was waiting all along).
     pub(super) async fn requeue_waiting(&self) {
         let waiting = self.inner.outbox.waiting();
-        let sockets = self.local_sockets();
         for (socket_id, wait) in waiting.all() {
-            let Some(socket) = sockets.iter().find(|s| s.id.to_string() == socket_id) else {
+            let Some(socket) = self.socket_in("/", &socket_id) else {
                 waiting.stops(&socket_id);
                 continue;
             };
-            let Some(state) = state_of(socket) else {
+            let Some(state) = state_of(&socket) else {
                 continue;
             };
             let matches = &self.inner.matches;
@@ -155,7 +154,7 @@ impl Gateway {
                 Ok(None) => tracing::debug!(socket = socket_id, "waits in its queue again"),
                 Ok(Some(game)) => {
                     waiting.stops(&socket_id);
-                    self.join_room(socket, game.room_id);
+                    self.join_room(&socket, game.room_id);
                 }
                 Err(MatchError::AlreadyInMatch(room)) => {
                     tracing::debug!(socket = socket_id, room, "seated meanwhile: waits no more");
