@@ -24,6 +24,8 @@ const MASTERS: usize = 3;
 pub struct Backend {
     nodes: Vec<Redis>,
     proxies: Vec<Proxy>,
+    /// On a cluster, each node's id (kept across its restarts, in its `nodes.conf`).
+    ids: Vec<String>,
     cluster: bool,
 }
 
@@ -36,6 +38,7 @@ impl Backend {
         Ok(Backend {
             nodes: vec![redis],
             proxies: vec![proxy],
+            ids: Vec::new(),
             cluster: false,
         })
     }
@@ -75,12 +78,20 @@ impl Backend {
         if !created.success() {
             bail!("redis-cli --cluster create failed");
         }
-        let backend = Backend {
+        let mut backend = Backend {
             nodes,
             proxies,
+            ids: Vec::new(),
             cluster: true,
         };
         backend.wait_until_ok().await?;
+        for node in 0..MASTERS {
+            let id: String = redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async(&mut backend.conn(node).await?)
+                .await?;
+            backend.ids.push(id);
+        }
         Ok(backend)
     }
 
@@ -182,35 +193,23 @@ impl Backend {
                 redis::FromRedisValue::from_redis_value(range)?;
             if (start..=end).contains(&slot) {
                 let id: String = redis::FromRedisValue::from_redis_value(master[2].clone())?;
-                return self.node_with_id(&id).await;
+                return self
+                    .ids
+                    .iter()
+                    .position(|known| *known == id)
+                    .with_context(|| format!("no node has the id {id}"));
             }
         }
         bail!("no node serves slot {slot}")
     }
 
-    async fn node_with_id(&self, id: &str) -> Result<usize> {
-        for node in 0..self.nodes.len() {
-            if self.id_of(node).await? == id {
-                return Ok(node);
-            }
-        }
-        bail!("no node has the id {id}")
-    }
-
-    async fn id_of(&self, node: usize) -> Result<String> {
-        Ok(redis::cmd("CLUSTER")
-            .arg("MYID")
-            .query_async(&mut self.conn(node).await?)
-            .await?)
-    }
-
     /// The steps of `redis-cli --cluster reshard` for one slot: the target imports it, the
     /// source migrates it, its keys are moved in batches, and every node is told its owner.
     async fn migrate(&self, slot: u16, from: usize, to: usize) -> Result<()> {
-        let (from_id, to_id) = (self.id_of(from).await?, self.id_of(to).await?);
+        let (from_id, to_id) = (&self.ids[from], &self.ids[to]);
         let (mut source, mut target) = (self.conn(from).await?, self.conn(to).await?);
-        set_slot(&mut target, slot, "IMPORTING", &from_id).await?;
-        set_slot(&mut source, slot, "MIGRATING", &to_id).await?;
+        set_slot(&mut target, slot, "IMPORTING", from_id).await?;
+        set_slot(&mut source, slot, "MIGRATING", to_id).await?;
         loop {
             let keys: Vec<String> = redis::cmd("CLUSTER")
                 .arg("GETKEYSINSLOT")
@@ -234,7 +233,7 @@ impl Backend {
                 .await?;
         }
         for node in 0..self.nodes.len() {
-            set_slot(&mut self.conn(node).await?, slot, "NODE", &to_id).await?;
+            set_slot(&mut self.conn(node).await?, slot, "NODE", to_id).await?;
         }
         Ok(())
     }

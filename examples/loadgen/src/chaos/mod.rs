@@ -554,11 +554,12 @@ fn replay_all(
     report: &mut Report,
 ) -> Result<()> {
     let mut verdict = Verdict::default();
+    let (variable, value) = redis.direct_env();
     for rooms in logs.keys().collect::<Vec<_>>().chunks(200) {
         let output = std::process::Command::new(&settings.gamehost)
             .arg("replay")
             .args(rooms.iter().flat_map(|room| ["--room", room.as_str()]))
-            .env(redis.direct_env().0, redis.direct_env().1)
+            .env(variable, &value)
             .env("REDIS_PREFIX", PREFIX)
             .env("RULES_DIR", &settings.rules_dir)
             .env("RUST_LOG", "warn")
