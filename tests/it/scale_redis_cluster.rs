@@ -3,7 +3,7 @@
 //! another node mid-match, and its pub/sub connections cut.
 
 use crate::cluster_support::{HostProcess, LocalCluster, Shared, cut_pub_sub, unique_prefix};
-use crate::scale_targeted::{chat, pair, play_to_the_end};
+use crate::scale_targeted::{chat, pair, play_to_the_end, two_processes_and_a_match};
 use crate::support::{Player, act, position, settle};
 use redis::Commands;
 use serde_json::{Value, json};
@@ -84,12 +84,8 @@ async fn two_instances_and_a_match() -> (LocalCluster, String, [HostProcess; 2],
 {
     let cluster = LocalCluster::start();
     let prefix = unique_prefix();
-    let one = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let two = HostProcess::spawn(&cluster, &prefix, &[]).await;
-    let a = Player::connect(&one).await;
-    let b = Player::connect(&two).await;
-    let room = pair(&a, &b, 1).await;
-    (cluster, prefix, [one, two], [a, b], room)
+    let (fleet, players, room) = two_processes_and_a_match(&cluster, &prefix).await;
+    (cluster, prefix, fleet, players, room)
 }
 
 /// Moves `slot` to another node while `a` and `b` play their match to the end; returns the

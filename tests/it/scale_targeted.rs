@@ -25,6 +25,20 @@ pub(crate) async fn pair(a: &Player, b: &Player, level: i64) -> String {
     room
 }
 
+/// Two `gamehost` processes on `redis` under `prefix`; `a` on the first and `b` on the second
+/// play a match.
+pub(crate) async fn two_processes_and_a_match(
+    redis: &impl Shared,
+    prefix: &str,
+) -> ([HostProcess; 2], [Player; 2], String) {
+    let one = HostProcess::spawn(redis, prefix, &[]).await;
+    let two = HostProcess::spawn(redis, prefix, &[]).await;
+    let a = Player::connect(&one).await;
+    let b = Player::connect(&two).await;
+    let room = pair(&a, &b, 1).await;
+    ([one, two], [a, b], room)
+}
+
 /// Two rounds: both stay, then strike each other (a draw); then each saw every round once, in
 /// order, and the match's start and end once.
 pub(crate) async fn play_to_the_end(a: &Player, b: &Player, room: &str) {
@@ -147,11 +161,7 @@ async fn killed_pub_sub_connections_lose_and_double_nothing() {
 
 pub(crate) async fn killed_pub_sub_connections(redis: impl Shared) {
     let prefix = unique_prefix();
-    let one = HostProcess::spawn(&redis, &prefix, &[]).await;
-    let two = HostProcess::spawn(&redis, &prefix, &[]).await;
-    let a = Player::connect(&one).await;
-    let b = Player::connect(&two).await;
-    let room = pair(&a, &b, 1).await;
+    let (_fleet, [a, b], room) = two_processes_and_a_match(&redis, &prefix).await;
 
     // Every instance's subscriber is cut again and again while the match is played: what is
     // published while one is down is missed, and read back from the room's log.
