@@ -41,6 +41,8 @@ pub struct Config {
     pub redis: Option<RedisTarget>,
     /// Prepended to every Redis key and channel, so several fleets (or tests) share one Redis.
     pub redis_prefix: String,
+    /// How long a Redis command may take before Redis counts as unreachable for it.
+    pub redis_response_timeout: Duration,
     /// How long an instance's heartbeat lives: others reap a silent instance after this.
     pub heartbeat_ttl: Duration,
     /// How long a terminated instance stays out of rotation with its players still on it.
@@ -73,6 +75,7 @@ impl Config {
             runtime: Limits::default(),
             redis: None,
             redis_prefix: String::new(),
+            redis_response_timeout: crate::redis_store::RESPONSE_TIMEOUT,
             heartbeat_ttl: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
             web_dir: None,

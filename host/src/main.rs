@@ -107,6 +107,10 @@ struct Args {
     /// Prefix of every Redis key and channel this fleet uses.
     #[arg(long, env = "REDIS_PREFIX", default_value = "")]
     redis_prefix: String,
+    /// How long a Redis command may take before Redis counts as unreachable for it (the
+    /// request then fails, or the instance goes on alone, see the README).
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT_MS", default_value_t = 2_000)]
+    redis_response_timeout_ms: u64,
     /// How long an instance's heartbeat lives; a silent instance is reaped after this.
     #[arg(long, env = "HEARTBEAT_TTL_MS", default_value_t = 10_000)]
     heartbeat_ttl_ms: u64,
@@ -190,6 +194,8 @@ impl Args {
         config.transport_max_payload = self.max_transport_payload;
         config.redis = redis;
         config.redis_prefix = self.redis_prefix;
+        config.redis_response_timeout =
+            Duration::from_millis(self.redis_response_timeout_ms.max(1));
         config.heartbeat_ttl = Duration::from_millis(self.heartbeat_ttl_ms.max(300));
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         config.runtime = Limits {

@@ -3,7 +3,8 @@
 //! endpoints.
 
 use crate::cluster::Cluster;
-use crate::cluster::feeds::{Feeds, Follower};
+use crate::cluster::feeds::Feeds;
+use crate::cluster::follower::Follower;
 use crate::config::Config;
 use crate::gateway::{AdminUi, Gateway, HostAdapter, SocketOutbox};
 use crate::http::{self, HttpState};
@@ -331,7 +332,8 @@ async fn connect_store(config: &Config) -> Store {
     };
     let mut wait = Duration::from_millis(100);
     loop {
-        match RedisStore::connect(target, &config.redis_prefix, Duration::from_secs(2)).await {
+        let (prefix, patience) = (&config.redis_prefix, config.redis_response_timeout);
+        match RedisStore::connect_with(target, prefix, Duration::from_secs(2), patience).await {
             Ok(redis) => return Store::Redis(redis),
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?wait, "Redis does not answer: waiting for it before serving");

@@ -366,6 +366,38 @@ impl LocalCluster {
         let _ = self.children[node].wait();
     }
 
+    /// Lets the nodes answer for their own slots while another node is taken for failed
+    /// (`cluster-require-full-coverage no`), as a fleet that would rather lose some matches
+    /// for a while than all of them is configured.
+    pub fn serve_the_slots_of_live_nodes(&self) {
+        for port in &self.ports {
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("cluster-require-full-coverage")
+                .arg("no")
+                .query(&mut self.node(*port))
+                .unwrap();
+        }
+    }
+
+    /// Stops the node at `port` where it stands (`SIGSTOP`): it keeps its connections open and
+    /// answers nothing, as a hung machine or a lost network does, until
+    /// [`LocalCluster::resume_node`].
+    pub fn pause_node(&self, port: u16) {
+        self.signal_node(port, "-STOP");
+    }
+
+    pub fn resume_node(&self, port: u16) {
+        self.signal_node(port, "-CONT");
+    }
+
+    fn signal_node(&self, port: u16, signal: &str) {
+        let node = self.ports.iter().position(|p| *p == port).unwrap();
+        let pid = self.children[node].id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     pub fn start_node(&mut self, port: u16) {
         let node = self.ports.iter().position(|p| *p == port).unwrap();
         self.children[node] = self.launch(port);

@@ -174,23 +174,7 @@ async fn channels_of_different_slots_on_one_node_are_subscribed_again_after_a_cu
         "each instance's subscriber was cut"
     );
 
-    let channel = format!("{prefix}room:{{{room}}}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, listeners): (String, u32) = redis::cmd("PUBSUB")
-            .arg("SHARDNUMSUB")
-            .arg(&channel)
-            .query(&mut cluster.node_conn(fleet_node))
-            .unwrap();
-        if listeners == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{listeners} instance(s) listen to the room"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    listened_by(&cluster, &prefix, &room, 2).await;
     chat(&a, &room, "still there?").await;
     chat(&b, &room, "yes").await;
     settle().await;
@@ -329,4 +313,138 @@ async fn a_resume_waits_for_its_room_s_node_and_repeats_nothing() {
         );
     }
     assert_eq!(back.count("resumed"), 1);
+}
+
+/// A node that hangs (stopped by `SIGSTOP`: its connections stay open and nothing is answered,
+/// as when a machine freezes or a network drops everything) holds up the matches whose keys it
+/// holds, and no other. Two matches share two instances, one match's room on the hung node:
+/// while its players act, leave and resume (each a call to that node on both instances), the
+/// other match plays and chats on, each message once and in order. The instances wait 30 s
+/// for an answer, so a room feed that awaited the hung node would hold up the other match far
+/// beyond the players' patience (it did: the feeds awaited each call in turn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
+    let cluster = LocalCluster::start();
+    cluster.serve_the_slots_of_live_nodes();
+    let prefix = unique_prefix();
+    let patient = [("REDIS_RESPONSE_TIMEOUT_MS", "30000")];
+    let one = HostProcess::spawn(&cluster, &prefix, &patient).await;
+    let two = HostProcess::spawn(&cluster, &prefix, &patient).await;
+    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
+    let stuck = pair(&a, &b, 1).await;
+    let (c, d) = (Player::connect(&one).await, Player::connect(&two).await);
+    let going = pair(&c, &d, 2).await;
+    let fleet_node = cluster.owner_of(cluster.fleet_slot());
+    let others: Vec<u16> = cluster
+        .node_ports()
+        .iter()
+        .copied()
+        .filter(|port| *port != fleet_node)
+        .collect();
+    let (hung, live) = (others[0], others[1]);
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{stuck}}}")), hung);
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{going}}}")), live);
+    // Both instances know where the slots went, and listen there, before the node hangs.
+    any_round(&c, &d, &going).await;
+    any_round(&a, &b, &stuck).await;
+    listened_by(&cluster, &prefix, &going, 2).await;
+    listened_by(&cluster, &prefix, &stuck, 2).await;
+    let auth = a.resume_auth();
+
+    cluster.pause_node(hung);
+    let strike = json!({ "spell": "lightning", "target": empty_cell(&a, &b) });
+    let (ack, back) = tokio::join!(act(&b, &stuck, strike), async {
+        any_round(&c, &d, &going).await;
+        a.disconnect().await;
+        any_round(&c, &d, &going).await;
+        let (back, ()) = tokio::join!(Player::connect_with(&two, Some(auth)), async {
+            any_round(&c, &d, &going).await;
+            chat(&c, &going, "still here").await;
+            d.first_where("gameMessage", |_| true).await;
+        });
+        cluster.resume_node(hung);
+        back.expect("the fleet's node checks the token")
+    });
+    assert_eq!(ack["success"], true, "once the node answers: {ack}");
+    assert_eq!(back.next("resumed").await["roomId"], stuck.as_str());
+    settle().await;
+    for player in [&c, &d] {
+        let versions: Vec<u64> = player
+            .received("view")
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        // The setup, then four rounds of two actions.
+        let each_once: Vec<u64> = (1..=9).collect();
+        assert_eq!(
+            versions, each_once,
+            "{}: each version once, in order",
+            player.id
+        );
+        assert_eq!(player.count("gameMessage"), 1, "{}", player.id);
+    }
+}
+
+/// Waits until `instances` instances listen to `room`'s channel on the node that holds it.
+async fn listened_by(cluster: &LocalCluster, prefix: &str, room: &str, instances: u32) {
+    let channel = format!("{prefix}room:{{{room}}}");
+    let node = cluster.owner_of(cluster.slot_of(&format!("{{{room}}}")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, listeners): (String, u32) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(&channel)
+            .query(&mut cluster.node_conn(node))
+            .unwrap();
+        if listeners == instances {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listeners} instance(s) listen to the room"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A cell where neither player stands.
+fn empty_cell(a: &Player, b: &Player) -> Value {
+    let taken = [position(a), position(b)];
+    [
+        json!({"x": 0, "y": 0}),
+        json!({"x": 1, "y": 0}),
+        json!({"x": 0, "y": 1}),
+    ]
+    .into_iter()
+    .find(|cell| !taken.contains(cell))
+    .unwrap()
+}
+
+/// One round in which nobody is hurt: both teleport where they stand, or (teleport cooling
+/// down) both strike a cell where nobody stands.
+async fn any_round(a: &Player, b: &Player, room: &str) {
+    let turn = a.received("view").last().unwrap()["turn"].as_u64().unwrap();
+    let empty = empty_cell(a, b);
+    for player in [a, b] {
+        let mut ack = act(
+            player,
+            room,
+            json!({ "spell": "teleport", "target": position(player) }),
+        )
+        .await;
+        if ack["code"] == "on_cooldown" {
+            ack = act(
+                player,
+                room,
+                json!({ "spell": "lightning", "target": empty }),
+            )
+            .await;
+        }
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+    for player in [a, b] {
+        player
+            .first_where("view", |v| v["turn"].as_u64() > Some(turn))
+            .await;
+    }
 }

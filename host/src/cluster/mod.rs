@@ -6,6 +6,7 @@
 //! registry parts are no-ops there.
 
 pub mod feeds;
+pub mod follower;
 mod order;
 
 use crate::gateway::Gateway;

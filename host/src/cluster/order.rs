@@ -52,6 +52,22 @@ impl<T> Sequence<T> {
         ready
     }
 
+    /// The highest version this sequence holds, delivered or waiting.
+    pub fn highest(&self) -> u64 {
+        self.waiting
+            .last_key_value()
+            .map_or(self.cursor, |(&version, _)| version)
+    }
+
+    /// Takes every version up to `cursor` as delivered elsewhere: those waiting at or below it
+    /// are dropped, never delivered here.
+    pub fn advance_to(&mut self, cursor: u64) {
+        if cursor > self.cursor {
+            self.cursor = cursor;
+            self.waiting = self.waiting.split_off(&(cursor + 1));
+        }
+    }
+
     /// The versions missing before the first one that waits, if any waits.
     pub fn gap(&self) -> Option<(u64, u64)> {
         let (&first, _) = self.waiting.first_key_value()?;
@@ -97,6 +113,23 @@ mod tests {
         assert_eq!(sequence.ready(), [(1, "actor")]);
         sequence.offer(1, "log");
         assert!(sequence.ready().is_empty());
+    }
+
+    #[test]
+    fn a_sequence_moved_past_versions_drops_them_and_keeps_the_later_ones() {
+        let mut sequence = Sequence::after(0);
+        for version in [3, 4, 6] {
+            sequence.offer(version, "channel");
+        }
+        assert_eq!(sequence.highest(), 6);
+        sequence.advance_to(4);
+        assert_eq!(sequence.cursor(), 4);
+        assert_eq!(sequence.gap(), Some((5, 5)));
+        sequence.offer(5, "log");
+        assert_eq!(versions(sequence.ready()), [5, 6]);
+        sequence.advance_to(2);
+        assert_eq!(sequence.cursor(), 6, "never moved back");
+        assert_eq!(sequence.highest(), 6);
     }
 
     #[test]

@@ -208,8 +208,8 @@ pub struct RedisStore {
     bus: pubsub::Bus,
 }
 
-/// How long one command may take before the store counts Redis as unreachable.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may take, by default, before the store counts Redis as unreachable.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RedisStore {
     /// Connects to `target` (with RESP3, which the adapter's pub/sub needs). Fails if Redis does
@@ -219,10 +219,20 @@ impl RedisStore {
         prefix: &str,
         connect_timeout: Duration,
     ) -> Result<Self, RedisError> {
+        Self::connect_with(target, prefix, connect_timeout, RESPONSE_TIMEOUT).await
+    }
+
+    /// [`RedisStore::connect`], a command counting as failed after `response_timeout`.
+    pub async fn connect_with(
+        target: &RedisTarget,
+        prefix: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self, RedisError> {
         let bus = pubsub::Bus::new();
         let settings = |pushes| Settings {
             connect_timeout,
-            response_timeout: RESPONSE_TIMEOUT,
+            response_timeout,
             pushes,
         };
         // Two connections: commands, and pub/sub. A subscriber's connection may be cut on its
