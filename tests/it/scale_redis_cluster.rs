@@ -174,7 +174,7 @@ async fn channels_of_different_slots_on_one_node_are_subscribed_again_after_a_cu
         "each instance's subscriber was cut"
     );
 
-    listened_by(&cluster, &prefix, &room, 2).await;
+    listened_by(&cluster, fleet_node, &prefix, &room, 2).await;
     chat(&a, &room, "still there?").await;
     chat(&b, &room, "yes").await;
     settle().await;
@@ -318,8 +318,9 @@ async fn a_resume_waits_for_its_room_s_node_and_repeats_nothing() {
 /// A node that hangs (stopped by `SIGSTOP`: its connections stay open and nothing is answered,
 /// as when a machine freezes or a network drops everything) holds up the matches whose keys it
 /// holds, and no other. Two matches share two instances, one match's room on the hung node:
-/// while its players act, leave and resume (each a call to that node on both instances), the
-/// other match plays and chats on, each message once and in order. The instances wait 30 s
+/// while its players act, leave and resume (each a call to that node on both instances), and
+/// while the other node's subscribers are cut, the other match plays and chats on, each
+/// message once and in order. The instances wait 30 s
 /// for an answer, so a room feed that awaited the hung node would hold up the other match far
 /// beyond the players' patience (it did: the feeds awaited each call in turn).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,8 +348,8 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
     // Both instances know where the slots went, and listen there, before the node hangs.
     any_round(&c, &d, &going).await;
     any_round(&a, &b, &stuck).await;
-    listened_by(&cluster, &prefix, &going, 2).await;
-    listened_by(&cluster, &prefix, &stuck, 2).await;
+    listened_by(&cluster, live, &prefix, &going, 2).await;
+    listened_by(&cluster, hung, &prefix, &stuck, 2).await;
     let auth = a.resume_auth();
 
     cluster.pause_node(hung);
@@ -360,7 +361,19 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
         let (back, ()) = tokio::join!(Player::connect_with(&two, Some(auth)), async {
             any_round(&c, &d, &going).await;
             chat(&c, &going, "still here").await;
-            d.first_where("gameMessage", |_| true).await;
+            d.next("gameMessage").await;
+            // The live node's subscribers are cut: each instance subscribes again to every
+            // channel it wants, the hung node's among them, which must not hold up the others.
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query(&mut cluster.node_conn(live))
+                .unwrap();
+            assert!(killed >= 2, "both instances' subscribers cut ({killed})");
+            listened_by(&cluster, live, &prefix, &going, 2).await;
+            chat(&d, &going, "and here").await;
+            c.nth("gameMessage", 2).await;
         });
         cluster.resume_node(hung);
         back.expect("the fleet's node checks the token")
@@ -381,14 +394,13 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
             "{}: each version once, in order",
             player.id
         );
-        assert_eq!(player.count("gameMessage"), 1, "{}", player.id);
+        assert_eq!(player.count("gameMessage"), 2, "{}", player.id);
     }
 }
 
-/// Waits until `instances` instances listen to `room`'s channel on the node that holds it.
-async fn listened_by(cluster: &LocalCluster, prefix: &str, room: &str, instances: u32) {
+/// Waits until `instances` instances listen to `room`'s channel on `node`, which holds it.
+async fn listened_by(cluster: &LocalCluster, node: u16, prefix: &str, room: &str, instances: u32) {
     let channel = format!("{prefix}room:{{{room}}}");
-    let node = cluster.owner_of(cluster.slot_of(&format!("{{{room}}}")));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, listeners): (String, u32) = redis::cmd("PUBSUB")

@@ -6,6 +6,8 @@
 //! when they are in different slots (our rooms' channels are). [`Renewal`] subscribes again, one
 //! channel at a time, to each channel the bus still wants; one task does it, so that a storm of
 //! cuts (every node's connection at once, again and again) makes rounds, not a task per cut.
+//! (Many channels at once, so that one on a hung node would not hold up the round, was tried:
+//! after a slot moved, one instance in two runs of eight never listened to the room again.)
 
 use super::connection::Conn;
 use std::collections::HashSet;
