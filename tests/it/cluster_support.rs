@@ -304,9 +304,14 @@ impl LocalCluster {
     /// Moves `slot` and its keys to the node at `to` (nothing to do if it is there).
     pub fn migrate_slot_to(&self, slot: u16, to: u16) {
         let from = self.owner_of(slot);
-        if from == to {
-            return;
+        if from != to {
+            self.migrate_slot_between(slot, from, to);
         }
+    }
+
+    /// Moves `slot` from the node at `from` to the node at `to`, as `redis-cli --cluster
+    /// reshard` does.
+    pub fn migrate_slot_between(&self, slot: u16, from: u16, to: u16) {
         let (from_id, to_id) = (self.id_of(from), self.id_of(to));
         let (mut source, mut target) = (self.node(from), self.node(to));
         let set = |conn: &mut redis::Connection, state: &str, id: &str| {
@@ -378,6 +383,58 @@ impl LocalCluster {
                 .query(&mut self.node(*port))
                 .unwrap();
         }
+    }
+
+    /// Has every node announce a port nobody listens on (`cluster-announce-port`), as nodes
+    /// whose addresses changed do: a client told where a slot is cannot reach it. Returns once
+    /// every node lists only those ports (the cluster's gossip carries them).
+    pub fn announce_ports_nobody_listens_on(&self) {
+        for port in &self.ports {
+            self.announce(*port, free_port());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ports.iter().any(|port| {
+            let listed = self.listed_ports(*port);
+            self.ports.iter().any(|own| listed.contains(own))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the nodes never announced the new ports"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Has every node announce its own port again.
+    pub fn announce_own_ports(&self) {
+        for port in &self.ports {
+            self.announce(*port, 0);
+        }
+    }
+
+    fn announce(&self, node: u16, port: u16) {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-announce-port")
+            .arg(port)
+            .query(&mut self.node(node))
+            .unwrap();
+    }
+
+    /// The masters' ports as the node at `port` lists them (`CLUSTER SLOTS`).
+    fn listed_ports(&self, port: u16) -> Vec<u16> {
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut self.node(port))
+            .unwrap();
+        ranges
+            .into_iter()
+            .map(|range| {
+                let (_, _, master): (u16, u16, Vec<redis::Value>) =
+                    redis::FromRedisValue::from_redis_value(range).unwrap();
+                redis::FromRedisValue::from_redis_value(master[1].clone()).unwrap()
+            })
+            .collect()
     }
 
     /// Stops the node at `port` where it stands (`SIGSTOP`): it keeps its connections open and

@@ -398,6 +398,52 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
     }
 }
 
+/// redis-rs 1.8.1 drops a node from a cluster connection when, after a slot moved, it cannot
+/// reach the node it is told of; with every node dropped, it retries its slot refresh at once,
+/// for ever, and the connection never answers again (the chaos run left an instance's
+/// subscriber so after a node restart). Here every node announces a port nobody listens on
+/// while the fleet's slot moves, until both instances find Redis unreachable; then the nodes
+/// announce their own ports again. Each instance opens its connections again from the seed
+/// nodes and subscribes again: its players chat, each message once, and play to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_connection_that_lost_every_node_is_made_again() {
+    let (cluster, prefix, fleet, [a, b], room) = two_instances_and_a_match().await;
+    let slot = cluster.fleet_slot();
+    let from = cluster.owner_of(slot);
+    let to = *cluster
+        .node_ports()
+        .iter()
+        .find(|port| **port != from)
+        .unwrap();
+    let room_node = cluster.owner_of(cluster.slot_of(&format!("{{{room}}}")));
+
+    cluster.announce_ports_nobody_listens_on();
+    cluster.migrate_slot_between(slot, from, to);
+    for instance in &fleet {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, health) = crate::support::http(instance, "GET", "/health", None).await;
+            if health["redis"] == false {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Redis still reachable: {health}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    cluster.announce_own_ports();
+
+    listened_by(&cluster, room_node, &prefix, &room, 2).await;
+    chat(&a, &room, "are you there?").await;
+    chat(&b, &room, "yes").await;
+    for player in [&a, &b] {
+        player.nth("gameMessage", 2).await;
+    }
+    play_to_the_end(&a, &b, &room).await;
+    for player in [&a, &b] {
+        assert_eq!(player.count("gameMessage"), 2, "{}: each once", player.id);
+    }
+}
+
 /// Waits until `instances` instances listen to `room`'s channel on `node`, which holds it.
 async fn listened_by(cluster: &LocalCluster, node: u16, prefix: &str, room: &str, instances: u32) {
     let channel = format!("{prefix}room:{{{room}}}");

@@ -8,12 +8,15 @@
 //! - **key scans**: a cluster's `SCAN` answers for one node, so it is sent to the node that owns
 //!   the fleet's slot for the fleet's keys, or to every master for rooms (a cleanup).
 
+use super::cluster_conn::HealingCluster;
 use crate::config::RedisTarget;
+use futures_util::FutureExt;
 use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
+use redis::{PushInfo, PushKind};
 use std::time::Duration;
 
 /// The hash tag every key and channel of a fleet carries on a cluster (after its prefix), so
@@ -23,10 +26,11 @@ pub const FLEET_TAG: &str = "{fleet}";
 #[derive(Clone)]
 pub enum Conn {
     Server(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(HealingCluster),
 }
 
 /// How one connection is made.
+#[derive(Clone)]
 pub struct Settings<P> {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
@@ -36,7 +40,7 @@ pub struct Settings<P> {
 
 impl Conn {
     /// Connects to `target`; fails if it does not answer a `PING` within the connect timeout.
-    pub async fn open<P: AsyncPushSender>(
+    pub async fn open<P: AsyncPushSender + Clone>(
         target: &RedisTarget,
         settings: Settings<P>,
     ) -> Result<Conn, RedisError> {
@@ -235,11 +239,40 @@ async fn open_server<P: AsyncPushSender>(
     ConnectionManager::new_with_config(client, config).await
 }
 
-async fn open_cluster<P: AsyncPushSender>(
+/// A cluster connection, made again from `nodes` if redis-rs loses every node of it
+/// (`cluster_conn`). A subscriber's push sender is told of it as of a lost connection.
+async fn open_cluster<P: AsyncPushSender + Clone>(
     nodes: &[String],
     settings: Settings<P>,
-) -> Result<ClusterConnection, RedisError> {
+) -> Result<HealingCluster, RedisError> {
     let nodes: Vec<String> = nodes.iter().map(|node| with_resp3(node)).collect();
+    let conn = connect_cluster(nodes.clone(), settings.clone()).await?;
+    let pushes = settings.pushes.clone();
+    let open = move || {
+        let connect = connect_cluster(nodes.clone(), settings.clone());
+        async move {
+            let mut conn = connect.await?;
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(conn)
+        }
+        .boxed()
+    };
+    let remade = move || {
+        if let Some(pushes) = &pushes {
+            let lost = PushInfo {
+                kind: PushKind::Disconnection,
+                data: Vec::new(),
+            };
+            let _ = pushes.send(lost);
+        }
+    };
+    Ok(HealingCluster::new(conn, Box::new(open), Box::new(remade)))
+}
+
+async fn connect_cluster<P: AsyncPushSender>(
+    nodes: Vec<String>,
+    settings: Settings<P>,
+) -> Result<ClusterConnection, RedisError> {
     let mut builder = ClusterClient::builder(nodes)
         .use_protocol(redis::ProtocolVersion::RESP3)
         .connection_timeout(settings.connect_timeout)

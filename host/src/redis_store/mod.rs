@@ -48,6 +48,7 @@
 //! spread over the cluster (`games` says how a start and an end reach the fleet's records).
 //! Pub/sub is sharded (`SPUBLISH`, `SSUBSCRIBE`); `room_events` is not published there.
 
+mod cluster_conn;
 mod connection;
 mod games;
 pub mod pubsub;

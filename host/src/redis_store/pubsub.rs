@@ -218,6 +218,7 @@ impl Bus {
 }
 
 /// Hands every message the connection is pushed to the bus.
+#[derive(Clone)]
 pub(super) struct Pushes(Bus);
 
 impl AsyncPushSender for Pushes {

@@ -1,0 +1,169 @@
+//! A Redis Cluster connection that is made again from the seed nodes once redis-rs has lost
+//! every node of it.
+//!
+//! redis-rs 1.8.1 drops a node's connection from its map when, after a slot refresh, it cannot
+//! reach that node; with none left, each further refresh fails without any I/O
+//! (`ClusterConnectionNotFound`) and is retried at once, for ever: the connection never
+//! answers again, and its task spins (ARCHITECTURE, "What upstream should change"). The chaos
+//! run on a cluster left an instance's subscriber so after a node restart; nodes that announce
+//! ports nobody listens on while a slot moves do it at will
+//! (`a_cluster_connection_that_lost_every_node_is_made_again`).
+//!
+//! [`HealingCluster`] notices that error, on any request or on a `PING` every
+//! [`WATCH_EVERY`], and opens a new connection from the seed nodes in place of the old one
+//! (whose task ends with it). A subscriber's channels are not carried over: it hands its push
+//! sender a disconnection, so the bus subscribes again to every channel, as after any loss.
+
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::RoutingInfo;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How often an idle connection is asked a `PING`, to notice it lost every node.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// The wait before another try when a new connection could not be opened.
+const RETRY_OPEN: Duration = Duration::from_secs(1);
+
+/// Opens a new connection from the seed nodes.
+pub(super) type Open =
+    Box<dyn Fn() -> BoxFuture<'static, RedisResult<ClusterConnection>> + Send + Sync>;
+/// Told once a new connection is in place (a subscriber: subscribe again).
+pub(super) type Remade = Box<dyn Fn() + Send + Sync>;
+
+#[derive(Clone)]
+pub struct HealingCluster {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: Mutex<ClusterConnection>,
+    open: Open,
+    remade: Remade,
+    /// A new connection is being opened.
+    opening: AtomicBool,
+}
+
+impl HealingCluster {
+    /// Watches `conn`, opened by `open`, and makes it again with `open` when it lost every node.
+    pub(super) fn new(conn: ClusterConnection, open: Open, remade: Remade) -> HealingCluster {
+        let shared = Arc::new(Shared {
+            current: Mutex::new(conn),
+            open,
+            remade,
+            opening: AtomicBool::new(false),
+        });
+        tokio::spawn(watch(Arc::downgrade(&shared)));
+        HealingCluster { shared }
+    }
+
+    /// The connection in use now.
+    fn conn(&self) -> ClusterConnection {
+        self.shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Passes `result` on, making the connection again if it says every node is lost.
+    fn check<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(error) = &result
+            && lost_every_node(error)
+        {
+            self.shared.clone().reopen();
+        }
+        result
+    }
+
+    pub async fn ssubscribe(&mut self, channel: &str) -> RedisResult<()> {
+        let result = self.conn().ssubscribe(channel).await;
+        self.check(result)
+    }
+
+    pub async fn sunsubscribe(&mut self, channel: &str) -> RedisResult<()> {
+        let result = self.conn().sunsubscribe(channel).await;
+        self.check(result)
+    }
+
+    pub async fn route_command(&mut self, cmd: Cmd, routing: RoutingInfo) -> RedisResult<Value> {
+        let result = self.conn().route_command(cmd, routing).await;
+        self.check(result)
+    }
+}
+
+fn lost_every_node(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::ClusterConnectionNotFound
+}
+
+impl Shared {
+    /// Opens a new connection in the background, unless one is being opened.
+    fn reopen(self: Arc<Self>) {
+        if self.opening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("the cluster connection lost every node: opening it again from the seeds");
+        tokio::spawn(async move {
+            loop {
+                match (self.open)().await {
+                    Ok(conn) => {
+                        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+                        self.opening.store(false, Ordering::Release);
+                        (self.remade)();
+                        tracing::info!("the cluster connection is open again");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "the cluster connection could not be opened yet");
+                        tokio::time::sleep(RETRY_OPEN).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Asks a `PING` of the connection every [`WATCH_EVERY`] while it is in use, so that one that
+/// lost every node is made again even when nothing else asks anything of it (a subscriber).
+async fn watch(shared: Weak<Shared>) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let cluster = HealingCluster { shared };
+        let mut conn = cluster.conn();
+        let result: RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+        let _ = cluster.check(result);
+    }
+}
+
+impl ConnectionLike for HealingCluster {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut conn = self.conn();
+            let result = conn.req_packed_command(cmd).await;
+            self.check(result)
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut conn = self.conn();
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            self.check(result)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn().get_db()
+    }
+}
