@@ -404,7 +404,8 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
 /// subscriber so after a node restart). Here every node announces a port nobody listens on
 /// while the fleet's slot moves, until both instances find Redis unreachable; then the nodes
 /// announce their own ports again. Each instance opens its connections again from the seed
-/// nodes and subscribes again: its players chat, each message once, and play to the end.
+/// nodes (it finds Redis again) and subscribes again: its players chat, each message once, and
+/// play to the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_connection_that_lost_every_node_is_made_again() {
     let (cluster, prefix, fleet, [a, b], room) = two_instances_and_a_match().await;
@@ -419,18 +420,9 @@ async fn a_cluster_connection_that_lost_every_node_is_made_again() {
 
     cluster.announce_ports_nobody_listens_on();
     cluster.migrate_slot_between(slot, from, to);
-    for instance in &fleet {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, health) = crate::support::http(instance, "GET", "/health", None).await;
-            if health["redis"] == false {
-                break;
-            }
-            assert!(Instant::now() < deadline, "Redis still reachable: {health}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    redis_reachable(&fleet, false).await;
     cluster.announce_own_ports();
+    redis_reachable(&fleet, true).await;
 
     listened_by(&cluster, room_node, &prefix, &room, 2).await;
     chat(&a, &room, "are you there?").await;
@@ -441,6 +433,21 @@ async fn a_cluster_connection_that_lost_every_node_is_made_again() {
     play_to_the_end(&a, &b, &room).await;
     for player in [&a, &b] {
         assert_eq!(player.count("gameMessage"), 2, "{}: each once", player.id);
+    }
+}
+
+/// Waits until every instance of `fleet` says (`/health`) that Redis is `reachable`, or not.
+async fn redis_reachable(fleet: &[HostProcess], reachable: bool) {
+    for instance in fleet {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, health) = crate::support::http(instance, "GET", "/health", None).await;
+            if health["redis"] == reachable {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{health}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
