@@ -32,19 +32,21 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 const RETRY_OPEN: Duration = Duration::from_secs(1);
 
 /// Opens a new connection from the seed nodes.
-pub(super) type Open =
-    Box<dyn Fn() -> BoxFuture<'static, RedisResult<ClusterConnection>> + Send + Sync>;
+pub(super) type Open<C = ClusterConnection> =
+    Box<dyn Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sync>;
 /// Told once a new connection is in place (a subscriber: subscribe again).
 pub(super) type Remade = Box<dyn Fn() + Send + Sync>;
 
 #[derive(Clone)]
 pub struct HealingCluster {
-    shared: Arc<Shared>,
+    shared: Arc<Shared<ClusterConnection>>,
 }
 
-struct Shared {
-    current: Mutex<ClusterConnection>,
-    open: Open,
+/// What a connection and its watcher share; generic over the connection so that the reopening
+/// can be tested without a cluster.
+struct Shared<C> {
+    current: Mutex<C>,
+    open: Open<C>,
     remade: Remade,
     /// A new connection is being opened.
     opening: AtomicBool,
@@ -102,36 +104,47 @@ fn lost_every_node(error: &RedisError) -> bool {
     error.kind() == ErrorKind::ClusterConnectionNotFound
 }
 
-impl Shared {
+impl<C: Send + 'static> Shared<C> {
     /// Opens a new connection in the background, unless one is being opened.
     fn reopen(self: Arc<Self>) {
         if self.opening.swap(true, Ordering::AcqRel) {
             return;
         }
         tracing::warn!("the cluster connection lost every node: opening it again from the seeds");
-        tokio::spawn(async move {
-            loop {
-                match (self.open)().await {
-                    Ok(conn) => {
-                        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
-                        self.opening.store(false, Ordering::Release);
-                        (self.remade)();
-                        tracing::info!("the cluster connection is open again");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, "the cluster connection could not be opened yet");
-                        tokio::time::sleep(RETRY_OPEN).await;
-                    }
-                }
+        tokio::spawn(open_while_owned(Arc::downgrade(&self)));
+    }
+}
+
+/// Tries to open a new connection every [`RETRY_OPEN`] until one opens, and puts it in place,
+/// for as long as someone holds the old one: a connection dropped while its nodes are out of
+/// reach (a server shutting down during an outage) stops trying.
+async fn open_while_owned<C>(shared: Weak<Shared<C>>) {
+    loop {
+        let Some(attempt) = shared.upgrade().map(|shared| (shared.open)()) else {
+            return;
+        };
+        match attempt.await {
+            Ok(conn) => {
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                *shared.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+                shared.opening.store(false, Ordering::Release);
+                (shared.remade)();
+                tracing::info!("the cluster connection is open again");
+                return;
             }
-        });
+            Err(error) => {
+                tracing::debug!(%error, "the cluster connection could not be opened yet");
+                tokio::time::sleep(RETRY_OPEN).await;
+            }
+        }
     }
 }
 
 /// Asks a `PING` of the connection every [`WATCH_EVERY`] while it is in use, so that one that
 /// lost every node is made again even when nothing else asks anything of it (a subscriber).
-async fn watch(shared: Weak<Shared>) {
+async fn watch(shared: Weak<Shared<ClusterConnection>>) {
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(shared) = shared.upgrade() else {
@@ -168,5 +181,65 @@ impl ConnectionLike for HealingCluster {
 
     fn get_db(&self) -> i64 {
         self.conn().get_db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A `Shared` whose every attempt to open fails, counting the attempts.
+    fn never_opens(attempts: Arc<AtomicUsize>) -> Arc<Shared<()>> {
+        Arc::new(Shared {
+            current: Mutex::new(()),
+            open: Box::new(move || {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Err(RedisError::from((ErrorKind::Io, "nobody listens"))) })
+            }),
+            remade: Box::new(|| {}),
+            opening: AtomicBool::new(false),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_while_it_reopens_stops_trying() {
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let shared = never_opens(attempts.clone());
+        shared.clone().reopen();
+        tokio::time::sleep(RETRY_OPEN + RETRY_OPEN / 2).await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 2, "it retries while held");
+
+        drop(shared);
+        tokio::time::sleep(RETRY_OPEN * 2).await;
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            2,
+            "no attempt after the connection was dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_opens_is_put_in_place_once() {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let told = Arc::new(AtomicUsize::new(0));
+        let (o, t) = (opened.clone(), told.clone());
+        let shared = Arc::new(Shared {
+            current: Mutex::new(0),
+            open: Box::new(move || {
+                let n = o.fetch_add(1, Ordering::SeqCst) + 1;
+                Box::pin(async move { Ok(n) })
+            }),
+            remade: Box::new(move || {
+                t.fetch_add(1, Ordering::SeqCst);
+            }),
+            opening: AtomicBool::new(false),
+        });
+        shared.clone().reopen();
+        shared.clone().reopen(); // while the first is under way: not another
+        tokio::time::sleep(RETRY_OPEN / 2).await;
+        assert_eq!(*shared.current.lock().unwrap(), 1);
+        assert_eq!(told.load(Ordering::SeqCst), 1);
+        assert!(!shared.opening.load(Ordering::SeqCst));
     }
 }
