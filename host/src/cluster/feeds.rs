@@ -6,7 +6,7 @@
 //! when the last one leaves ([`Feeds::unfollow`]); an instance with no player in a match is
 //! never sent its messages. Chat goes to the same channel, unlogged.
 //!
-//! Exactly once, in order: each room has a [`super::order::Sequence`], whose cursor is the last version
+//! Exactly once, in order: each room has a `order::Sequence`, whose cursor is the last version
 //! delivered here. This instance's own actors hand over what they store (or make in memory while
 //! Redis is away) as well, and whichever copy comes first counts. A version at or below the
 //! cursor is dropped; one past a gap waits for what the log holds in between. The log also
@@ -75,7 +75,7 @@ pub(super) struct Seated {
     pub sockets: Vec<String>,
 }
 
-/// The follower's half, until [`Follower::run`] takes it.
+/// The follower's half, until `Follower::run` takes it.
 pub struct FeedsTask {
     pub(super) store: RedisStore,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,

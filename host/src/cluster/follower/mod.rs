@@ -1,15 +1,17 @@
 //! The task that follows rooms for this instance (what it promises: [`super::feeds`]).
 //!
-//! Its state (each followed room's [`Sequence`], sockets and subscription) lives in one loop,
+//! Its state (each followed room's `Sequence`, sockets and subscription) lives in one loop,
 //! but no call to Redis is awaited there: each room's calls (subscribe, unsubscribe, read its
 //! version, read its log) run in tasks of their own, one at a time per room and in the order
-//! asked ([`RoomCalls`]), and report back. On a Redis Cluster a node that hangs holds up its own
+//! asked (`calls`), and report back. On a Redis Cluster a node that hangs holds up its own
 //! rooms' calls until they time out, and no other room's deliveries (a loop that awaited each
 //! call stalled every room of the instance: found with a node stopped by `SIGSTOP`).
 //!
 //! A room's versions are delivered only while none of its calls is under way, so each goes out
 //! when it would have if the calls were awaited: after the room is subscribed, after a resuming
 //! socket's place is known, after a log read has filled what it could.
+
+mod calls;
 
 use super::feeds::{Command, Delivered, FeedsTask, From, Seated};
 use super::order::Sequence;
@@ -18,6 +20,7 @@ use crate::matches::{Matches, Message};
 use crate::redis_store::RedisStore;
 use crate::redis_store::pubsub::{Bus, BusError};
 use crate::store::StoreResult;
+use calls::{Answer, Call, Calls};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
@@ -59,39 +62,6 @@ struct Feed {
     read_failed: bool,
 }
 
-/// A call to Redis for one room.
-enum Call {
-    Subscribe,
-    Unsubscribe,
-    /// The room's stored version: where `socket` resumes, or (`opens`) where a new feed
-    /// starts.
-    Version {
-        socket: String,
-        opens: bool,
-        done: Option<oneshot::Sender<bool>>,
-    },
-    /// What the room's log holds past the cursor.
-    Log {
-        done: Option<oneshot::Sender<bool>>,
-    },
-}
-
-/// What a call brought back.
-enum Answer {
-    Subscribed(bool),
-    Unsubscribed,
-    Version(StoreResult<Option<u64>>),
-    /// The log's entries, and the highest version the feed held when the read began.
-    Log(StoreResult<Vec<Vec<u8>>>, u64),
-}
-
-/// One room's calls, with the feed each is for: one runs at a time, in order.
-#[derive(Default)]
-struct RoomCalls {
-    running: Option<(u64, Call)>,
-    queue: VecDeque<(u64, Call)>,
-}
-
 /// The task that follows rooms for this instance.
 pub struct Follower {
     commands: mpsc::UnboundedReceiver<Command>,
@@ -106,7 +76,7 @@ pub struct Follower {
     gateway: Gateway,
     rooms: HashMap<String, Feed>,
     /// Calls under way or waiting, by room (an unsubscribe outlives its feed).
-    calls: HashMap<String, RoomCalls>,
+    calls: Calls,
     next_feed: u64,
     /// Which room each following socket plays in.
     sockets: HashMap<String, String>,
@@ -167,7 +137,7 @@ impl Follower {
             matches,
             gateway,
             rooms: HashMap::new(),
-            calls: HashMap::new(),
+            calls: Calls::default(),
             next_feed: 0,
             sockets: HashMap::new(),
             delivered: task.delivered,
@@ -396,7 +366,7 @@ impl Follower {
     /// reach players before older versions, as the chaos run found). A gap below what the
     /// feed held when the log was last read is one the log no longer holds: given up.
     async fn settle(&mut self, room: &str) {
-        if !self.idle(room) {
+        if !self.calls.idle(room) {
             return;
         }
         loop {
@@ -422,40 +392,15 @@ impl Follower {
         }
     }
 
-    /// Whether no call of `room` is under way or waiting.
-    fn idle(&self, room: &str) -> bool {
-        self.calls
-            .get(room)
-            .is_none_or(|calls| calls.running.is_none() && calls.queue.is_empty())
-    }
-
-    /// Asks `call` of `room` for the feed `id`, after the room's other calls. A log read
-    /// already waiting to start serves for another.
+    /// Asks `call` of `room` for the feed `id`, after the room's other calls.
     fn call(&mut self, room: &str, id: u64, call: Call) {
-        let calls = self.calls.entry(room.to_string()).or_default();
-        let reading = |(feed, waiting): &(u64, Call)| {
-            *feed == id && matches!(waiting, Call::Log { done: None })
-        };
-        if matches!(call, Call::Log { done: None }) && calls.queue.iter().any(reading) {
-            return;
-        }
-        calls.queue.push_back((id, call));
+        self.calls.ask(room, id, call);
         self.start_next(room);
     }
 
     /// Starts `room`'s next call if none runs.
     fn start_next(&mut self, room: &str) {
-        loop {
-            let Some(calls) = self.calls.get_mut(room) else {
-                return;
-            };
-            if calls.running.is_some() {
-                return;
-            }
-            let Some((id, call)) = calls.queue.pop_front() else {
-                self.calls.remove(room);
-                return;
-            };
+        while let Some((id, call)) = self.calls.next(room) {
             // A log is read from the cursor of the feed it is for, if that feed is still here.
             let reading = self
                 .rooms
@@ -469,41 +414,15 @@ impl Follower {
                 }
                 (call, _) => call,
             };
-            let (store, bus, to) = (self.store.clone(), self.bus.clone(), self.answer_to.clone());
-            let channel = self.store.room_channel(room);
-            let owned = room.to_string();
-            match &call {
-                Call::Subscribe => tokio::spawn(async move {
-                    let subscribed = match bus.subscribe_channel(&channel).await {
-                        Ok(()) => true,
-                        Err(error) => {
-                            tracing::warn!(room = owned, %error, "room not subscribed yet");
-                            false
-                        }
-                    };
-                    let _ = to.send((owned, Answer::Subscribed(subscribed)));
-                }),
-                Call::Unsubscribe => tokio::spawn(async move {
-                    if let Err(error) = bus.unsubscribe_channel(&channel).await {
-                        tracing::debug!(room = owned, %error, "room not unsubscribed");
-                    }
-                    let _ = to.send((owned, Answer::Unsubscribed));
-                }),
-                Call::Version { .. } => tokio::spawn(async move {
-                    let version = store.room_version(&owned).await;
-                    let _ = to.send((owned, Answer::Version(version)));
-                }),
-                Call::Log { .. } => {
-                    let (cursor, held) = reading.unwrap_or_default();
-                    tokio::spawn(async move {
-                        let entries = store.room_log_after(&owned, cursor).await;
-                        let _ = to.send((owned, Answer::Log(entries, held)));
-                    })
-                }
-            };
-            if let Some(calls) = self.calls.get_mut(room) {
-                calls.running = Some((id, call));
-            }
+            calls::spawn(
+                room,
+                &call,
+                reading,
+                &self.store,
+                &self.bus,
+                &self.answer_to,
+            );
+            self.calls.running(room, id, call);
             return;
         }
     }
@@ -511,11 +430,7 @@ impl Follower {
     /// A call of `room` answered: its answer is taken in, the room's next call starts, and,
     /// if none is left, what is in order is delivered.
     async fn answered(&mut self, room: String, answer: Answer) {
-        let Some((id, call)) = self
-            .calls
-            .get_mut(&room)
-            .and_then(|calls| calls.running.take())
-        else {
+        let Some((id, call)) = self.calls.finished(&room) else {
             return;
         };
         let current = self.rooms.get(&room).is_some_and(|feed| feed.id == id);
