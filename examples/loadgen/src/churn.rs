@@ -44,7 +44,7 @@ pub async fn churn(
     settle: Duration,
 ) -> Result<()> {
     let first = urls.first().context("give --urls")?.clone();
-    let rss = || -> Result<u64> { pids.iter().map(|pid| crate::resident_kib(*pid)).sum() };
+    let rss = || -> Result<u64> { pids.iter().map(|pid| crate::idle::resident_kib(*pid)).sum() };
     let before = rss()?;
     let held_before = held(&first).await?;
     let started = std::time::Instant::now();

@@ -25,25 +25,26 @@
 //! The host limits events per socket (`EVENTS_PER_SECOND`, default 20): raise it on the
 //! instances for `pingpong`, which sends as fast as answers come back.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use futures_util::FutureExt;
+use example_bot::Inbox;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_socketio::Payload;
-use rust_socketio::asynchronous::Client;
-use serde_json::{Value, json};
-use sha2::Digest;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 mod chaos;
 mod churn;
+mod idle;
 mod matchmaking;
+mod pingpong;
+mod play;
 mod relay;
+mod swap;
 
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for gamehost")]
@@ -288,8 +289,6 @@ fn progress(stats: Arc<Stats>, what: &'static str, total: Duration) -> impl Drop
     Guard(bar, task)
 }
 
-use example_bot::{Inbox, connect};
-
 /// The first argument of an acknowledgement (`rust_socketio` hands over the argument array).
 fn ack_value(payload: Payload) -> Value {
     match payload {
@@ -312,10 +311,10 @@ async fn main() -> Result<()> {
             ramp_secs,
         } => {
             let ramp = Duration::from_secs(ramp_secs);
-            play(urls, players, Duration::from_secs(secs), level, ramp).await
+            play::play(urls, players, Duration::from_secs(secs), level, ramp).await
         }
         Mode::Pingpong { urls, pairs, secs } => {
-            pingpong(urls, pairs, Duration::from_secs(secs)).await
+            pingpong::pingpong(urls, pairs, Duration::from_secs(secs)).await
         }
         Mode::Relay {
             urls,
@@ -345,20 +344,20 @@ async fn main() -> Result<()> {
             token,
         } => {
             let interval = Duration::from_millis(interval_ms);
-            let swaps = Swaps {
+            let swaps = swap::Swaps {
                 urls,
                 game,
                 dir,
                 token,
             };
-            swap(swaps, &module, times, interval).await
+            swap::swap(swaps, &module, times, interval).await
         }
         Mode::Idle {
             urls,
             sockets,
             pids,
             settle_secs,
-        } => idle(urls, sockets, pids, Duration::from_secs(settle_secs)).await,
+        } => idle::idle(urls, sockets, pids, Duration::from_secs(settle_secs)).await,
         Mode::Churn {
             urls,
             connections,
@@ -434,275 +433,6 @@ fn report(stats: &Stats, done: &str, per: u64, took: Duration) {
     }
 }
 
-async fn play(
-    urls: Vec<String>,
-    players: usize,
-    length: Duration,
-    level: i64,
-    ramp: Duration,
-) -> Result<()> {
-    if urls.is_empty() {
-        bail!("give at least one --urls");
-    }
-    let stats = Stats::new();
-    let deadline = Instant::now() + length;
-    let guard = progress(stats.clone(), "matches", length);
-    let bots: Vec<_> = (0..players)
-        .map(|n| {
-            let (url, stats) = (urls[n % urls.len()].clone(), stats.clone());
-            let start_after = ramp.mul_f64(n as f64 / players as f64);
-            tokio::spawn(async move {
-                tokio::time::sleep(start_after).await;
-                if let Err(error) = play_bot(&url, level, deadline, &stats).await {
-                    stats.error(format!("bot failed: {error:#}"));
-                }
-            })
-        })
-        .collect();
-    for bot in bots {
-        let _ = bot.await;
-    }
-    drop(guard);
-    // Both players of a match see its end.
-    let matches = stats.completed.load(Ordering::Relaxed) / 2;
-    report(
-        &stats,
-        "matches completed",
-        matches,
-        stats.started.elapsed(),
-    );
-    Ok(())
-}
-
-/// One bot: queues, plays each match to its end, queues again, until `deadline`. The action
-/// round trip is from `submitAction` to its acknowledgement (the state is stored by then).
-async fn play_bot(url: &str, level: i64, deadline: Instant, stats: &Arc<Stats>) -> Result<()> {
-    // As a real client would, try again when a connection attempt fails; each retry is counted.
-    let mut attempt = 1;
-    let (client, mut events, tx) = loop {
-        match connect(url).await {
-            Ok(connected) => break connected,
-            Err(error) if attempt < 3 => {
-                stats.retried_connects.fetch_add(1, Ordering::Relaxed);
-                tracing_error(&error);
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    };
-    let mut room = String::new();
-    let mut last_view = Value::Null;
-    let mut cast_in_round = None;
-    let mut in_match = false;
-    // One action awaits its answer at a time, and the next waits for it: rust_socketio 0.6 picks
-    // acknowledgement ids at random below 999, and two outstanding ones that share an id crash
-    // its event loop.
-    let mut awaiting_answer = false;
-    let mut next_action: Option<Value> = None;
-    let wait = deadline + Duration::from_secs(30);
-    loop {
-        let next = tokio::time::timeout_at(wait.into(), events.recv()).await;
-        let Ok(Some((event, data))) = next else {
-            if in_match {
-                stats.error("a match did not end in time");
-            }
-            break;
-        };
-        match event.as_str() {
-            "session" => {
-                client
-                    .emit("joinMatchmaking", json!({ "level": level }))
-                    .await?;
-            }
-            "matchFound" => {
-                room = data["roomId"].as_str().unwrap_or_default().to_string();
-                in_match = true;
-                cast_in_round = None;
-            }
-            "view" => {
-                last_view = data["view"].clone();
-                let view = &data["view"];
-                let you = &view["you"];
-                let open =
-                    you["alive"] == true && you["submitted"].is_null() && view["winners"].is_null();
-                if open && cast_in_round != view["round"].as_u64() {
-                    cast_in_round = view["round"].as_u64();
-                    let action = example_bot::choose(view);
-                    if awaiting_answer {
-                        next_action = Some(action);
-                    } else {
-                        awaiting_answer = true;
-                        submit(&client, &room, action, stats, &tx).await?;
-                    }
-                }
-            }
-            "__answered" => {
-                awaiting_answer = false;
-                if data["success"] == true {
-                    if let Some(action) = next_action.take() {
-                        awaiting_answer = true;
-                        submit(&client, &room, action, stats, &tx).await?;
-                    }
-                    continue;
-                }
-                next_action = None;
-                if data["code"] == "rate_limited" {
-                    // Too many refused tries too fast: wait, then try again.
-                    let retry = tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        let _ = retry.send(("__retry".into(), Value::Null));
-                    });
-                } else if example_bot::worth_another_try(&data["code"]) {
-                    awaiting_answer = true;
-                    submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
-                } else {
-                    stats.error(format!("refused: {}", data["code"]));
-                }
-            }
-            "__retry" if in_match && !awaiting_answer => {
-                awaiting_answer = true;
-                submit(&client, &room, example_bot::choose(&last_view), stats, &tx).await?;
-            }
-            "serverError" => stats.error(format!("serverError: {}", data["code"])),
-            "gameOver" => {
-                stats.completed.fetch_add(1, Ordering::Relaxed);
-                let at = stats.started.elapsed().as_millis() as u64;
-                stats.last_completed_ms.fetch_max(at, Ordering::Relaxed);
-                in_match = false;
-                next_action = None;
-                if Instant::now() >= deadline {
-                    break;
-                }
-                client
-                    .emit("joinMatchmaking", json!({ "level": level }))
-                    .await?;
-            }
-            "__closed" => {
-                if Instant::now() < deadline || in_match {
-                    stats.error("disconnected");
-                }
-                return Ok(());
-            }
-            _ => {}
-        }
-    }
-    let _ = client.disconnect().await;
-    Ok(())
-}
-
-fn tracing_error(error: &anyhow::Error) {
-    if std::env::var_os("LOADGEN_VERBOSE").is_some() {
-        eprintln!("connect failed, retrying: {error:#}");
-    }
-}
-
-async fn submit(
-    client: &Client,
-    room: &str,
-    action: Value,
-    stats: &Arc<Stats>,
-    inbox: &mpsc::UnboundedSender<(String, Value)>,
-) -> Result<()> {
-    let sent = Instant::now();
-    let (stats, inbox) = (stats.clone(), inbox.clone());
-    client
-        .emit_with_ack(
-            "submitAction",
-            json!({ "roomId": room, "action": action }),
-            Duration::from_secs(10),
-            move |payload, _| {
-                stats.round_trip(sent.elapsed());
-                let _ = inbox.send(("__answered".into(), ack_value(payload)));
-                async {}.boxed()
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-async fn pingpong(urls: Vec<String>, pairs: usize, length: Duration) -> Result<()> {
-    let ready = relay::matched_pairs(&urls, pairs).await?;
-    println!("{} pairs matched; ping-pong for {length:?}", ready.len());
-    let stats = Stats::new();
-    let deadline = stats.started + length;
-    let guard = progress(stats.clone(), "pairs", length);
-    let mut tasks = Vec::new();
-    for relay::Pair {
-        a,
-        mut a_in,
-        b,
-        mut b_in,
-        b_id,
-        room,
-    } in ready
-    {
-        let stats = stats.clone();
-        // b answers each of a's messages (the ones with a `seq`; the room relays b's own
-        // replies back to b too).
-        let answering = tokio::spawn({
-            let room = room.clone();
-            async move {
-                while let Some((event, data)) = b_in.recv().await {
-                    let seq = &data["message"]["seq"];
-                    if event != "gameMessage" || seq.is_null() {
-                        continue;
-                    }
-                    let reply = json!({ "roomId": room, "message": { "reply": seq } });
-                    if b.emit("gameMessage", reply).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = b.disconnect().await;
-            }
-        });
-        tasks.push(tokio::spawn(async move {
-            let mut seq = 0u64;
-            while Instant::now() < deadline {
-                seq += 1;
-                let sent = Instant::now();
-                let message = json!({ "roomId": room, "message": { "seq": seq } });
-                if a.emit("gameMessage", message).await.is_err() {
-                    stats.error("emit failed");
-                    break;
-                }
-                let answer = async {
-                    while let Some((event, data)) = a_in.recv().await {
-                        if event == "gameMessage"
-                            && data["sender"] == b_id
-                            && data["message"]["reply"] == seq
-                        {
-                            return true;
-                        }
-                        if event == "__closed" {
-                            return false;
-                        }
-                    }
-                    false
-                };
-                match tokio::time::timeout(Duration::from_secs(5), answer).await {
-                    Ok(true) => stats.round_trip(sent.elapsed()),
-                    Ok(false) => {
-                        stats.error("disconnected");
-                        break;
-                    }
-                    Err(_) => stats.error("no answer within 5 s"),
-                }
-            }
-            let _ = a.disconnect().await;
-            answering.abort();
-        }));
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    drop(guard);
-    let pairs = stats.round_trips.load(Ordering::Relaxed);
-    report(&stats, "messages answered", pairs, length);
-    Ok(())
-}
-
 async fn wait_for(inbox: &mut Inbox, wanted: &str) -> Result<Value> {
     let wait = async {
         while let Some((event, data)) = inbox.recv().await {
@@ -717,180 +447,4 @@ async fn wait_for(inbox: &mut Inbox, wanted: &str) -> Result<Value> {
         .ok()
         .flatten()
         .with_context(|| format!("no {wanted} within 30 s"))
-}
-
-struct Swaps {
-    urls: Vec<String>,
-    game: String,
-    dir: Option<std::path::PathBuf>,
-    token: Option<String>,
-}
-
-/// The module with a custom section appended: the same rules, another version.
-fn tagged(bytes: &[u8], tag: &str) -> Vec<u8> {
-    use wasm_encoder::Section;
-    let mut out = bytes.to_vec();
-    let section = wasm_encoder::CustomSection {
-        name: "loadgen-swap".into(),
-        data: tag.as_bytes().into(),
-    };
-    section.append_to(&mut out);
-    out
-}
-
-async fn swap(
-    swaps: Swaps,
-    module: &std::path::Path,
-    times: usize,
-    interval: Duration,
-) -> Result<()> {
-    if swaps.urls.is_empty() {
-        bail!("give at least one --urls");
-    }
-    let base =
-        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
-    let http = reqwest::Client::new();
-    let mut latencies = Histogram::<u64>::new(3)?;
-    let run = format!("{}", std::process::id());
-    for n in 0..times {
-        let bytes = tagged(&base, &format!("{run}-{n}"));
-        let landed = Instant::now();
-        // The version is whatever the host answers (upload) or the one every instance reports.
-        let version = match &swaps.dir {
-            Some(dir) => {
-                let temp = dir.join(format!(".{}.wasm.part", swaps.game));
-                std::fs::write(&temp, &bytes)?;
-                std::fs::rename(&temp, dir.join(format!("{}.wasm", swaps.game)))?;
-                None
-            }
-            None => {
-                let url = format!("{}/rules/{}", swaps.urls[n % swaps.urls.len()], swaps.game);
-                let mut request = http.post(url).body(bytes.clone());
-                if let Some(token) = &swaps.token {
-                    request = request.bearer_auth(token);
-                }
-                let answer: Value = request.send().await?.error_for_status()?.json().await?;
-                Some(answer["version"].as_str().unwrap_or_default().to_string())
-            }
-        };
-        let landed = if version.is_some() {
-            Instant::now()
-        } else {
-            landed
-        };
-        let wanted = match version {
-            Some(version) => version,
-            None => sha256_hex(&bytes),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut pending: Vec<&String> = swaps.urls.iter().collect();
-        while !pending.is_empty() {
-            // All instances at once, then a pause: asking in a tight loop would load the very
-            // machine whose swap is being timed.
-            let asked = pending.iter().map(|url| {
-                let (http, wanted, game) = (&http, &wanted, &swaps.game);
-                async move {
-                    let rules: Value = http
-                        .get(format!("{url}/rules"))
-                        .send()
-                        .await?
-                        .json()
-                        .await?;
-                    anyhow::Ok(rules["games"][game]["active"] == wanted.as_str())
-                }
-            });
-            let answers = futures_util::future::join_all(asked).await;
-            let mut still = Vec::new();
-            for (url, active) in pending.into_iter().zip(answers) {
-                if !active? {
-                    still.push(url);
-                }
-            }
-            pending = still;
-            if Instant::now() > deadline {
-                bail!("swap {n}: not active everywhere within 10 s");
-            }
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-        let took = landed.elapsed();
-        latencies.record(took.as_micros().max(1) as u64)?;
-        println!(
-            "swap {n}: active on {} instances after {:.1} ms",
-            swaps.urls.len(),
-            took.as_secs_f64() * 1000.0
-        );
-        tokio::time::sleep(interval).await;
-    }
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    println!(
-        "{times} swaps; landing to active everywhere: p50 {:.1} ms, max {:.1} ms",
-        ms(latencies.value_at_quantile(0.5)),
-        ms(latencies.max())
-    );
-    Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = sha2::Sha256::digest(bytes);
-    digest.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-async fn idle(urls: Vec<String>, sockets: usize, pids: Vec<u32>, settle: Duration) -> Result<()> {
-    if urls.is_empty() || pids.is_empty() {
-        bail!("give --urls and the --pids of the server processes");
-    }
-    let rss = || -> Result<u64> {
-        pids.iter()
-            .map(|pid| resident_kib(*pid))
-            .sum::<Result<u64>>()
-    };
-    tokio::time::sleep(settle).await;
-    let before = rss()?;
-    let stats = Stats::new();
-    let mut clients = Vec::new();
-    for batch in (0..sockets).collect::<Vec<_>>().chunks(100) {
-        let connects = batch.iter().map(|n| connect(&urls[n % urls.len()]));
-        for connected in futures_util::future::join_all(connects).await {
-            match connected {
-                Ok((client, inbox, _)) => clients.push((client, inbox)),
-                Err(error) => stats.error(format!("{error:#}")),
-            }
-        }
-    }
-    for (_, inbox) in &mut clients {
-        wait_for(inbox, "session").await?;
-    }
-    tokio::time::sleep(settle).await;
-    let after = rss()?;
-    let connected = clients.len() as u64;
-    println!(
-        "idle sockets connected: {connected}, errors: {}",
-        stats.error_count()
-    );
-    println!("server resident memory: {before} KiB before, {after} KiB after");
-    println!(
-        "per idle socket: {:.2} KiB",
-        after.saturating_sub(before) as f64 / connected.max(1) as f64
-    );
-    for (client, _) in clients {
-        let _ = client.disconnect().await;
-    }
-    Ok(())
-}
-
-/// `VmRSS` of a process, in KiB.
-fn resident_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("no process {pid}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")
 }

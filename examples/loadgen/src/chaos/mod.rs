@@ -316,7 +316,7 @@ async fn inject(
         }
         Fault::Swap => {
             let tag = format!("chaos-{}-{}", std::process::id(), versions.len());
-            let bytes = crate::tagged(module, &tag);
+            let bytes = crate::swap::tagged(module, &tag);
             let answer = admin(
                 fleet,
                 slot,
