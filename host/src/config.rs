@@ -25,6 +25,9 @@ pub struct Config {
     pub bots: BotSettings,
     /// How long a finished game stays readable (`getGameState`) before it is forgotten.
     pub finished_game_retention: Duration,
+    /// On a Redis Cluster, how often the fleet looks for what a crash between the two steps of
+    /// a match's start or end left behind (one instance looks each time).
+    pub tidy_interval: Duration,
     /// Required as a bearer token by admin endpoints; without it they answer loopback only.
     pub admin_token: Option<String>,
     pub client_limits: ClientLimits,
@@ -67,6 +70,7 @@ impl Config {
             match_fill: Duration::from_secs(5),
             bots: BotSettings::default(),
             finished_game_retention: Duration::from_secs(600),
+            tidy_interval: Duration::from_secs(300),
             admin_token: None,
             client_limits: ClientLimits::default(),
             connection_limits: ConnectionLimits::default(),

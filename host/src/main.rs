@@ -55,6 +55,10 @@ struct Args {
     /// How long a finished game stays readable before it is forgotten.
     #[arg(long, env = "FINISHED_GAME_RETENTION_MS", default_value_t = 600_000)]
     finished_game_retention_ms: u64,
+    /// On a Redis Cluster, how often the fleet removes rooms nobody was seated in and settles
+    /// matches whose end it missed (what a crash between two steps leaves).
+    #[arg(long, env = "TIDY_INTERVAL_MS", default_value_t = 300_000)]
+    tidy_interval_ms: u64,
     /// Bearer token for admin endpoints; without it they answer loopback clients only.
     #[arg(long, env = "ADMIN_TOKEN")]
     admin_token: Option<String>,
@@ -180,6 +184,7 @@ impl Args {
             think: Duration::from_millis(self.bot_think_ms),
         };
         config.finished_game_retention = Duration::from_millis(self.finished_game_retention_ms);
+        config.tidy_interval = Duration::from_millis(self.tidy_interval_ms.max(1));
         config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.client_limits = ClientLimits {
             max_event_bytes: self.max_event_bytes,

@@ -192,6 +192,7 @@ async fn run_until(
         instance_id: config.instance_id.clone(),
         heartbeat_ttl: config.heartbeat_ttl,
         finished_game_retention: config.finished_game_retention,
+        tidy_interval: config.tidy_interval,
         started_at: crate::model::now_ms(),
     };
     // Registered before taking players: matchmaking only pairs players of live instances.

@@ -34,6 +34,8 @@ pub struct Cluster {
     pub heartbeat_ttl: Duration,
     /// How long a finished game stays readable.
     pub finished_game_retention: Duration,
+    /// How often the fleet tidies a cluster's rooms ([`crate::redis_store::RedisStore::tidy_rooms`]).
+    pub tidy_interval: Duration,
     /// When this instance started (ms since the epoch), told to the fleet with its heartbeat.
     pub started_at: u64,
 }
@@ -187,6 +189,24 @@ impl Cluster {
         self.gateway.write_back().await;
     }
 
+    /// On a cluster, removes the rooms nobody was seated in and settles the matches whose end
+    /// the fleet missed, if no other instance did so this interval.
+    async fn tidy(&self) {
+        let Store::Redis(redis) = &*self.store else {
+            return;
+        };
+        match redis
+            .tidy_rooms(&self.instance_id, self.tidy_interval)
+            .await
+        {
+            Ok(Some(tidied)) if tidied != Default::default() => {
+                tracing::info!(?tidied, "the fleet's rooms tidied")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "tidying skipped"),
+        }
+    }
+
     /// Follows module activations made on other instances (uploads, file changes, rollbacks).
     pub async fn follow_module_events(self) {
         let Store::Redis(redis) = &*self.store else {
@@ -218,11 +238,13 @@ impl Cluster {
     }
 
     /// Forfeits players who stayed away past their grace, forgets finished games nobody has
-    /// looked at for the retention time, and unloads module versions nothing uses.
+    /// looked at for the retention time, unloads module versions nothing uses, and on a cluster
+    /// tidies the fleet's rooms.
     pub async fn sweep(self) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune = 0;
+        let mut last_tidy = now_ms();
         loop {
             tick.tick().await;
             let now = now_ms();
@@ -254,6 +276,10 @@ impl Cluster {
                     Ok(pruned) => tracing::debug!(pruned, "finished games forgotten"),
                     Err(error) => tracing::debug!(%error, "prune skipped"),
                 }
+            }
+            if now.saturating_sub(last_tidy) >= self.tidy_interval.as_millis() as u64 {
+                last_tidy = now;
+                self.tidy().await;
             }
         }
     }

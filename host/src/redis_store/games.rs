@@ -13,13 +13,13 @@
 //! - **starting**: the room is written first (`open_room.lua`), then its players are seated
 //!   (`seat_match.lua`). No instance follows a room before its players are seated, so nobody
 //!   hears a room whose seating is refused, and it is deleted. A crash between the two steps
-//!   leaves a room nobody names (`POST /health/cleanup` removes it once it is a minute old),
-//!   never a player seated in a match that does not exist.
+//!   leaves a room nobody names, never a player seated in a match that does not exist; the
+//!   fleet's tidying removes it once it is a minute old ([`RedisStore::tidy_rooms`]).
 //! - **ending, or a new module version**: the room's write says so (`write_room.lua`), then the
 //!   fleet is told (`settle_room.lua`, which an end told twice does not change). A crash between
 //!   leaves the fleet taking an ended match for running: whoever finds a player held by it
 //!   (joining a queue, seating a match) settles it from the room and tries again
-//!   ([`RedisStore::settle_if_over`]).
+//!   ([`RedisStore::settle_if_over`]), and the fleet's tidying settles it within an interval.
 
 use super::{Keys, RedisStore, glob_escape, json, parse, rooms};
 use crate::matches::Message;
@@ -43,7 +43,81 @@ impl Keys {
     }
 }
 
+/// What one tidying of a cluster's rooms did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tidied {
+    /// Rooms nobody was seated in, removed.
+    pub orphan_rooms: usize,
+    /// Matches the fleet took for running though their room had ended (or was gone), settled.
+    pub missed_ends: usize,
+}
+
 impl RedisStore {
+    /// On a cluster, what a crash between the two steps of a start or an end left behind:
+    /// rooms nobody was seated in (`remove_orphan_rooms`) and matches whose end
+    /// the fleet missed (`settle_missed_ends`). Done by one instance of the fleet
+    /// per `interval` (whichever claims it first); `None` when another has it, or on one server
+    /// (which starts and ends a match in one step).
+    pub async fn tidy_rooms(
+        &self,
+        instance: &str,
+        interval: std::time::Duration,
+    ) -> StoreResult<Option<Tidied>> {
+        if !self.keys.spread {
+            return Ok(None);
+        }
+        let claimed: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(&self.keys.rooms_tidied)
+            .arg(instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(interval.as_millis().max(1) as u64)
+            .query_async(&mut self.conn())
+            .await;
+        if self.ok(claimed)?.is_none() {
+            return Ok(None);
+        }
+        self.tidy_now().await.map(Some)
+    }
+
+    /// One tidying of a cluster's rooms, whoever else tidies (a cleanup asks for it).
+    pub(super) async fn tidy_now(&self) -> StoreResult<Tidied> {
+        Ok(Tidied {
+            orphan_rooms: self.remove_orphan_rooms().await?,
+            missed_ends: self.settle_missed_ends().await?,
+        })
+    }
+
+    /// On a cluster, the matches the fleet takes for running whose room says they ended (or
+    /// is gone): settled, as [`RedisStore::settle_if_over`] does when a player of one is held
+    /// up by it. How many.
+    async fn settle_missed_ends(&self) -> StoreResult<usize> {
+        if !self.keys.spread {
+            return Ok(0);
+        }
+        let rooms: Vec<String> = self
+            .scan_hash::<serde::de::IgnoredAny>(&self.keys.matches)
+            .await?
+            .into_iter()
+            .map(|(room, _)| room)
+            .collect();
+        let mut settled = 0;
+        for rooms in rooms.chunks(500) {
+            let result: Result<Vec<Option<f64>>, _> = redis::cmd("ZMSCORE")
+                .arg(&self.keys.finished_games)
+                .arg(rooms)
+                .query_async(&mut self.conn())
+                .await;
+            let ended = self.ok(result)?;
+            for (room, _) in rooms.iter().zip(ended).filter(|(_, at)| at.is_none()) {
+                if self.settle_if_over(room).await? {
+                    settled += 1;
+                }
+            }
+        }
+        Ok(settled)
+    }
+
     pub async fn insert_match(
         &self,
         record: &MatchRecord,
@@ -161,7 +235,7 @@ impl RedisStore {
 
     /// On a cluster, the rooms of matches that were never seated (an instance died between the
     /// two steps of a start) once they are `ORPHAN_AFTER_MS` old: deleted. How many.
-    pub(super) async fn remove_orphan_rooms(&self) -> StoreResult<usize> {
+    async fn remove_orphan_rooms(&self) -> StoreResult<usize> {
         if !self.keys.spread {
             return Ok(0);
         }
@@ -179,14 +253,24 @@ impl RedisStore {
             if self.ok(result)? {
                 continue;
             }
-            // A start takes milliseconds between its two steps: a young room may be seated yet.
-            let young = match self.game(room).await {
-                Ok(Some(game)) => game.updated_at + ORPHAN_AFTER_MS > crate::model::now_ms(),
+            let game = match self.game(room).await {
+                Ok(Some(game)) => Some(game),
                 Ok(None) => continue,
-                Err(_) => false, // unreadable: not a game anyone plays
+                Err(StoreError::Corrupt(_)) => None, // unreadable: not a game anyone plays
+                Err(error) => return Err(error),
             };
-            if young {
-                continue;
+            if let Some(game) = game {
+                // A start takes milliseconds between its two steps: a young room may be
+                // seated yet.
+                if game.updated_at + ORPHAN_AFTER_MS > crate::model::now_ms() {
+                    continue;
+                }
+                // Seated after all, and the fleet lost its record of it (a node that came
+                // back without its data): its players play on in it.
+                if self.names_the_room(&game).await? {
+                    tracing::warn!(room, "a match the fleet has no record of is played: kept");
+                    continue;
+                }
             }
             let result: Result<(), _> = self.conn().del(&self.keys.room_keys(room)).await;
             self.ok(result)?;
@@ -194,6 +278,17 @@ impl RedisStore {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Whether the session of one of `game`'s players names its room (set only by seating).
+    async fn names_the_room(&self, game: &GameState) -> StoreResult<bool> {
+        for player in game.humans() {
+            let seated = self.session(player).await?;
+            if seated.is_some_and(|session| session.room_id.as_ref() == Some(&game.room_id)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub async fn game(&self, room: &str) -> StoreResult<Option<GameState>> {
