@@ -4,6 +4,8 @@
 
 mod cluster_support;
 mod fuzz_support;
+mod host_process;
+mod local_cluster;
 mod play;
 mod raw;
 mod support;
