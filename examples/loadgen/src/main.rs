@@ -41,6 +41,7 @@ mod chaos;
 mod churn;
 mod idle;
 mod matchmaking;
+mod meter;
 mod pingpong;
 mod play;
 mod relay;
@@ -98,6 +99,10 @@ enum Mode {
         /// Processes of instances in the fleet that hold no player.
         #[arg(long, value_delimiter = ',')]
         idle_pids: Vec<u32>,
+        /// The instances run under valgrind's callgrind, writing to `<DIR>/callgrind.<pid>`:
+        /// count the instructions they run instead of their CPU time.
+        #[arg(long, value_name = "DIR")]
+        callgrind_dumps: Option<std::path::PathBuf>,
     },
     /// Swaps the rules module again and again (uploads to each instance in turn, or writes into
     /// a watched folder) and measures how long until every instance serves the new version.
@@ -323,6 +328,7 @@ async fn main() -> Result<()> {
             secs,
             pids,
             idle_pids,
+            callgrind_dumps,
         } => {
             relay::relay(relay::Relay {
                 urls,
@@ -331,6 +337,10 @@ async fn main() -> Result<()> {
                 length: Duration::from_secs(secs),
                 pids,
                 idle_pids,
+                meter: match callgrind_dumps {
+                    Some(dumps) => meter::Meter::Instructions { dumps },
+                    None => meter::Meter::CpuTime,
+                },
             })
             .await
         }

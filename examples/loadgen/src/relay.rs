@@ -2,13 +2,15 @@
 //!
 //! Pairs of players are matched across instances (the pair `i` has one player on instance `i`
 //! and the other on instance `i + 1`, round-robin), and the first of each pair sends
-//! `gameMessage` at `rate / pairs` per second. Every message crosses instances. The hosts'
-//! CPU time (utime + stime from `/proc/<pid>/stat`) is read before and after, for the processes
-//! given in `--pids` (the instances in `--urls`, in order) and `--idle-pids` (instances that
-//! share the fleet but hold no player): the report gives each one's CPU per message.
+//! `gameMessage` at `rate / pairs` per second. Every message crosses instances. What the hosts
+//! cost (their CPU time, or with `--callgrind-dumps` the instructions they ran: see
+//! [`crate::meter`]) is read before and after, for the processes given in `--pids` (the
+//! instances in `--urls`, in order) and `--idle-pids` (instances that share the fleet but hold
+//! no player): the report gives each one's cost per message.
 
+use crate::meter::Meter;
 use crate::{Stats, report, wait_for};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use example_bot::{Inbox, connect};
 use rust_socketio::asynchronous::Client;
 use serde_json::{Value, json};
@@ -63,6 +65,7 @@ pub struct Relay {
     pub length: Duration,
     pub pids: Vec<u32>,
     pub idle_pids: Vec<u32>,
+    pub meter: Meter,
 }
 
 pub async fn relay(relay: Relay) -> Result<()> {
@@ -77,7 +80,7 @@ pub async fn relay(relay: Relay) -> Result<()> {
     );
     let stats = Stats::new();
     let all_pids: Vec<u32> = relay.pids.iter().chain(&relay.idle_pids).copied().collect();
-    let before = cpu_ticks(&all_pids)?;
+    let before = relay.meter.start(&all_pids).await?;
     let started = Instant::now();
     let deadline = started + relay.length;
     let mut tasks = Vec::new();
@@ -93,32 +96,29 @@ pub async fn relay(relay: Relay) -> Result<()> {
         let _ = task.await;
     }
     let took = started.elapsed();
-    let after = cpu_ticks(&all_pids)?;
+    let cost = relay.meter.since(&all_pids, &before).await?;
     let delivered = stats.round_trips.load(std::sync::atomic::Ordering::Relaxed);
     report(&stats, "messages delivered", delivered, took);
-    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu_us = |i: usize| (after[i] - before[i]) as f64 / ticks_per_sec * 1e6;
-    let per = delivered.max(1) as f64;
-    let mut fleet = 0.0;
-    for (i, pid) in relay.pids.iter().enumerate() {
-        fleet += cpu_us(i);
+    let (per, unit) = (delivered.max(1) as f64, relay.meter.unit());
+    let (busy, idle) = cost.split_at(relay.pids.len());
+    for (i, (pid, cost)) in relay.pids.iter().zip(busy).enumerate() {
+        let cost = *cost as f64;
         println!(
-            "instance {i} (pid {pid}): cpu {:.0} ms, {:.1} us per message",
-            cpu_us(i) / 1e3,
-            cpu_us(i) / per
+            "instance {i} (pid {pid}): {cost:.0} {unit}, {:.1} {unit} per message",
+            cost / per
         );
     }
-    for (j, pid) in relay.idle_pids.iter().enumerate() {
-        let i = relay.pids.len() + j;
+    for (pid, cost) in relay.idle_pids.iter().zip(idle) {
+        let cost = *cost as f64;
         println!(
-            "idle instance (pid {pid}): cpu {:.0} ms, {:.1} us per message",
-            cpu_us(i) / 1e3,
-            cpu_us(i) / per
+            "idle instance (pid {pid}): {cost:.0} {unit}, {:.1} {unit} per message",
+            cost / per
         );
     }
     if !relay.pids.is_empty() {
+        let fleet = busy.iter().sum::<u64>() as f64;
         println!(
-            "fleet: {:.1} us per message, {:.1} us per message per instance",
+            "fleet: {:.1} {unit} per message, {:.1} {unit} per message per instance",
             fleet / per,
             fleet / per / relay.pids.len() as f64
         );
@@ -179,20 +179,4 @@ async fn send_and_receive(
     receiving.abort();
     let _ = a.disconnect().await;
     let _ = b.disconnect().await;
-}
-
-/// utime + stime of each process, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> Result<Vec<u64>> {
-    pids.iter()
-        .map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .with_context(|| format!("no process {pid}"))?;
-            // The command name (field 2) may hold spaces: count from the closing parenthesis.
-            let rest = stat.rsplit_once(')').context("unreadable stat")?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields[11].parse()?;
-            let stime: u64 = fields[12].parse()?;
-            Ok(utime + stime)
-        })
-        .collect()
 }
