@@ -2,6 +2,7 @@
 //! games joining at once, bots that outlive the instance that seated them, and instances whose
 //! folders hold different games.
 
+use crate::cluster::eventually;
 use crate::cluster_support::{HostProcess, PrivateRedis, Shared, cluster_server, unique_prefix};
 use crate::play;
 use crate::support::{Player, http, module_bytes, rules_dir, seated, settle};
@@ -10,14 +11,6 @@ use redis::Commands;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
-
-async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_players_of_liars_dice_on_three_instances_play_to_the_end() {
