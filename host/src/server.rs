@@ -221,6 +221,7 @@ async fn run_until(
         }),
         tokio::spawn(cluster.clone().follow_module_events()),
         tokio::spawn(cluster.clone().sweep()),
+        tokio::spawn(cluster.clone().tidy_rooms()),
         tokio::spawn(gateway.clone().serve_admin_ui()),
     ];
 

@@ -189,21 +189,29 @@ impl Cluster {
         self.gateway.write_back().await;
     }
 
-    /// On a cluster, removes the rooms nobody was seated in and settles the matches whose end
-    /// the fleet missed, if no other instance did so this interval.
-    async fn tidy(&self) {
+    /// On a cluster, every `tidy_interval`: removes the rooms nobody was seated in and settles
+    /// the matches whose end the fleet missed, unless another instance did so this interval.
+    /// A task of its own, because a tidying scans every node's keys: the sweep's forfeits must
+    /// not wait for it.
+    pub async fn tidy_rooms(self) {
         let Store::Redis(redis) = &*self.store else {
             return;
         };
-        match redis
-            .tidy_rooms(&self.instance_id, self.tidy_interval)
-            .await
-        {
-            Ok(Some(tidied)) if tidied != Default::default() => {
-                tracing::info!(?tidied, "the fleet's rooms tidied")
+        let first = tokio::time::Instant::now() + self.tidy_interval;
+        let mut tick = tokio::time::interval_at(first, self.tidy_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match redis
+                .tidy_rooms(&self.instance_id, self.tidy_interval)
+                .await
+            {
+                Ok(Some(tidied)) if tidied != Default::default() => {
+                    tracing::info!(?tidied, "the fleet's rooms tidied")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "tidying skipped"),
             }
-            Ok(_) => {}
-            Err(error) => tracing::debug!(%error, "tidying skipped"),
         }
     }
 
@@ -238,13 +246,11 @@ impl Cluster {
     }
 
     /// Forfeits players who stayed away past their grace, forgets finished games nobody has
-    /// looked at for the retention time, unloads module versions nothing uses, and on a cluster
-    /// tidies the fleet's rooms.
+    /// looked at for the retention time, and unloads module versions nothing uses.
     pub async fn sweep(self) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune = 0;
-        let mut last_tidy = now_ms();
         loop {
             tick.tick().await;
             let now = now_ms();
@@ -276,10 +282,6 @@ impl Cluster {
                     Ok(pruned) => tracing::debug!(pruned, "finished games forgotten"),
                     Err(error) => tracing::debug!(%error, "prune skipped"),
                 }
-            }
-            if now.saturating_sub(last_tidy) >= self.tidy_interval.as_millis() as u64 {
-                last_tidy = now;
-                self.tidy().await;
             }
         }
     }
