@@ -43,7 +43,7 @@ done
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 under=() metered=()
 if [ "$METER" = instructions ]; then
-  under=(valgrind --tool=callgrind "--callgrind-out-file=$LOGS/callgrind.%p")
+  under=(env RULES_CONCURRENCY=2 valgrind --tool=callgrind "--callgrind-out-file=$LOGS/callgrind.%p")
   metered=(--callgrind-dumps "$LOGS")
 fi
 
@@ -55,7 +55,7 @@ for binary in "${BINARIES[@]}"; do
       port=$((4100 + i))
       env RULES_DIR=target/rules REDIS_URL="redis://127.0.0.1:$PORT" APP_PORT=$port \
         INSTANCE_ID="fleet-$i" EVENTS_PER_SECOND=100000 EVENT_BURST=100000 RUST_LOG=warn \
-        ${under[@]:+RULES_CONCURRENCY=2} "${under[@]}" "$binary" > "$LOGS/$n-$i.log" 2>&1 &
+        "${under[@]}" "$binary" > "$LOGS/$n-$i.log" 2>&1 &
       pids+=($!)
       urls+=("http://127.0.0.1:$port")
     done
