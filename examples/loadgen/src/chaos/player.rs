@@ -275,7 +275,10 @@ impl Session {
                     }
                 }
                 _ if MATCH_EVENTS.contains(&event.as_str()) => {
-                    if event == "resumed" {
+                    // A `matchFound` on this connection seats it afresh: whatever it reconnected
+                    // from had ended (a match left running is caught as a `matchFound` while
+                    // another had not ended), so no `resumed` is owed any more.
+                    if event == "resumed" || event == "matchFound" {
                         resumed = true;
                     }
                     if !self.heard(&event, &data).await {
