@@ -94,15 +94,24 @@ impl HostProcess {
                 limited
             }
         };
+        // `GAMEHOST_TEST_LOG=<filter> cargo test ...` shows what the processes log (on standard
+        // output), filtered as `RUST_LOG` would.
+        let shown_filter = std::env::var("GAMEHOST_TEST_LOG").ok();
+        let shown = shown_filter.is_some();
+        let log_filter = shown_filter.unwrap_or_else(|| "warn".into());
         let child = command
             .env("APP_PORT", port.to_string())
             .env("BIND_ADDR", "127.0.0.1")
             .env("RULES_DIR", target_dir().join("rules"))
             .env("INSTANCE_ID", &instance_id)
             .env("HEARTBEAT_TTL_MS", "1000")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &log_filter)
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(if shown {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(match &log {
                 Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
                 None => Stdio::inherit(),
