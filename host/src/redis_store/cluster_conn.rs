@@ -16,12 +16,25 @@
 //! The same error comes while every node is out of reach for a moment (a network cut): the
 //! connection is then opened again once they answer, which costs a subscriber one round of
 //! subscriptions (86 times in a 10-minute chaos run with 13 cuts and 16 node restarts).
+//!
+//! A subscriber's watcher also asks each master its `CLIENT ID` on that connection. redis-rs
+//! drops a node's connection without a word when a slot refresh no longer lists the node's
+//! address (nodes that, learning addresses by gossip, list one at an old port for a moment),
+//! and opens a new one when the address comes back. Its own subscribing again on the new
+//! connection sends all of that node's channels in one `SSUBSCRIBE`, which the node refuses
+//! when they are in different slots; so the subscriptions of that node were lost, and only
+//! the changed id shows it. The watcher then tells the bus as of a new connection
+//! (`a_cluster_connection_that_lost_every_node_is_made_again` lost a room's channel so, one
+//! run in twenty-five, before this).
 
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::RoutingInfo;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -37,6 +50,19 @@ pub(super) type Open<C = ClusterConnection> =
 /// Told once a new connection is in place (a subscriber: subscribe again).
 pub(super) type Remade = Box<dyn Fn() + Send + Sync>;
 
+/// What the watcher asks every [`WATCH_EVERY`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// A `PING`, to notice a connection that lost every node.
+    Ping,
+    /// Each master's `CLIENT ID` on this connection, to notice as well a node's connection
+    /// that redis-rs replaced, and the subscriptions lost with it: [`Remade`] is told.
+    NodeConnections,
+}
+
+/// Each master's address, and the id it gave this connection.
+type NodeIds = HashMap<String, i64>;
+
 #[derive(Clone)]
 pub struct HealingCluster {
     shared: Arc<Shared<ClusterConnection>>,
@@ -50,18 +76,27 @@ struct Shared<C> {
     remade: Remade,
     /// A new connection is being opened.
     opening: AtomicBool,
+    /// The masters' ids for the connection in use, as the watcher saw them last
+    /// ([`Watch::NodeConnections`]); none yet for a new connection.
+    node_ids: Mutex<Option<NodeIds>>,
 }
 
 impl HealingCluster {
     /// Watches `conn`, opened by `open`, and makes it again with `open` when it lost every node.
-    pub(super) fn new(conn: ClusterConnection, open: Open, remade: Remade) -> HealingCluster {
+    pub(super) fn new(
+        conn: ClusterConnection,
+        open: Open,
+        remade: Remade,
+        asks: Watch,
+    ) -> HealingCluster {
         let shared = Arc::new(Shared {
             current: Mutex::new(conn),
             open,
             remade,
             opening: AtomicBool::new(false),
+            node_ids: Mutex::new(None),
         });
-        tokio::spawn(watch(Arc::downgrade(&shared)));
+        tokio::spawn(watch(Arc::downgrade(&shared), asks));
         HealingCluster { shared }
     }
 
@@ -129,6 +164,7 @@ async fn open_while_owned<C>(shared: Weak<Shared<C>>) {
                     return;
                 };
                 *shared.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+                *shared.node_ids.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 shared.opening.store(false, Ordering::Release);
                 (shared.remade)();
                 tracing::info!("the cluster connection is open again");
@@ -142,9 +178,10 @@ async fn open_while_owned<C>(shared: Weak<Shared<C>>) {
     }
 }
 
-/// Asks a `PING` of the connection every [`WATCH_EVERY`] while it is in use, so that one that
-/// lost every node is made again even when nothing else asks anything of it (a subscriber).
-async fn watch(shared: Weak<Shared<ClusterConnection>>) {
+/// Asks the connection every [`WATCH_EVERY`] while it is in use, so that one that lost every
+/// node is made again even when nothing else asks anything of it (a subscriber), and, for
+/// [`Watch::NodeConnections`], tells when a node's connection was replaced.
+async fn watch(shared: Weak<Shared<ClusterConnection>>, asks: Watch) {
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(shared) = shared.upgrade() else {
@@ -152,9 +189,59 @@ async fn watch(shared: Weak<Shared<ClusterConnection>>) {
         };
         let cluster = HealingCluster { shared };
         let mut conn = cluster.conn();
-        let result: RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-        let _ = cluster.check(result);
+        if asks == Watch::Ping {
+            let result: RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+            let _ = cluster.check(result);
+            continue;
+        }
+        let every_master = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let mut client_id = redis::cmd("CLIENT");
+        client_id.arg("ID");
+        let result = conn.route_command(client_id, every_master).await;
+        let Ok(answers) = cluster.check(result) else {
+            continue;
+        };
+        let now = node_ids(answers);
+        let replaced = {
+            let mut seen = cluster
+                .shared
+                .node_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let replaced = seen.as_ref().is_some_and(|seen| any_replaced(seen, &now));
+            *seen = Some(now);
+            replaced
+        };
+        if replaced {
+            tracing::info!("a node's connection was replaced: subscribing again");
+            (cluster.shared.remade)();
+        }
     }
+}
+
+/// The ids in a multi-node answer (address → id); a node that answered an error is left out.
+fn node_ids(answers: Value) -> NodeIds {
+    let Value::Map(answers) = answers else {
+        return NodeIds::new();
+    };
+    answers
+        .into_iter()
+        .filter_map(|(node, id)| {
+            let node = String::from_redis_value(node).ok()?;
+            let Value::Int(id) = id else {
+                return None;
+            };
+            Some((node, id))
+        })
+        .collect()
+}
+
+/// Whether a node answers with another connection than before: one seen before with another
+/// id, or one not seen before (a node that left the map and came back, or a new one, whose
+/// connection holds none of the subscriptions that redis-rs could not make again).
+fn any_replaced(before: &NodeIds, now: &NodeIds) -> bool {
+    now.iter()
+        .any(|(node, id)| before.get(node).is_none_or(|old| old != id))
 }
 
 impl ConnectionLike for HealingCluster {
@@ -199,6 +286,7 @@ mod tests {
             }),
             remade: Box::new(|| {}),
             opening: AtomicBool::new(false),
+            node_ids: Mutex::new(None),
         })
     }
 
@@ -244,6 +332,7 @@ mod tests {
                 t.fetch_add(1, Ordering::SeqCst);
             }),
             opening: AtomicBool::new(false),
+            node_ids: Mutex::new(None),
         });
         shared.clone().reopen();
         shared.clone().reopen(); // while the first is under way: not another
@@ -251,5 +340,36 @@ mod tests {
         assert_eq!(*shared.current.lock().unwrap(), 1);
         assert_eq!(told.load(Ordering::SeqCst), 1);
         assert!(!shared.opening.load(Ordering::SeqCst));
+    }
+
+    fn ids(pairs: &[(&str, i64)]) -> NodeIds {
+        pairs
+            .iter()
+            .map(|(node, id)| (node.to_string(), *id))
+            .collect()
+    }
+
+    #[test]
+    fn a_node_answering_with_another_connection_counts_as_replaced() {
+        let before = ids(&[("a:1", 7), ("b:2", 9)]);
+        assert!(!any_replaced(&before, &before));
+        assert!(any_replaced(&before, &ids(&[("a:1", 7), ("b:2", 12)])));
+        // Back in the map, or new: its connection holds none of the lost subscriptions.
+        assert!(any_replaced(
+            &before,
+            &ids(&[("a:1", 7), ("b:2", 9), ("c:3", 1)])
+        ));
+        // A node that did not answer this time, or left: nothing to make again here.
+        assert!(!any_replaced(&before, &ids(&[("a:1", 7)])));
+    }
+
+    #[test]
+    fn ids_are_read_from_a_multi_node_answer() {
+        let answer = Value::Map(vec![
+            (Value::BulkString(b"a:1".to_vec()), Value::Int(7)),
+            // What stands for a node that answered an error.
+            (Value::BulkString(b"b:2".to_vec()), Value::Nil),
+        ]);
+        assert_eq!(node_ids(answer), ids(&[("a:1", 7)]));
     }
 }

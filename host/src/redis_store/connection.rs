@@ -8,7 +8,7 @@
 //! - **key scans**: a cluster's `SCAN` answers for one node, so it is sent to the node that owns
 //!   the fleet's slot for the fleet's keys, or to every master for rooms (a cleanup).
 
-use super::cluster_conn::HealingCluster;
+use super::cluster_conn::{HealingCluster, Watch};
 use crate::config::RedisTarget;
 use futures_util::FutureExt;
 use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -248,6 +248,7 @@ async fn open_cluster<P: AsyncPushSender + Clone>(
     let nodes: Vec<String> = nodes.iter().map(|node| with_resp3(node)).collect();
     let conn = connect_cluster(nodes.clone(), settings.clone()).await?;
     let pushes = settings.pushes.clone();
+    let pushes_wanted = pushes.is_some();
     let open = move || {
         let connect = connect_cluster(nodes.clone(), settings.clone());
         async move {
@@ -266,7 +267,17 @@ async fn open_cluster<P: AsyncPushSender + Clone>(
             let _ = pushes.send(lost);
         }
     };
-    Ok(HealingCluster::new(conn, Box::new(open), Box::new(remade)))
+    let asks = if pushes_wanted {
+        Watch::NodeConnections
+    } else {
+        Watch::Ping
+    };
+    Ok(HealingCluster::new(
+        conn,
+        Box::new(open),
+        Box::new(remade),
+        asks,
+    ))
 }
 
 async fn connect_cluster<P: AsyncPushSender>(
