@@ -265,10 +265,27 @@ impl LocalCluster {
         }
     }
 
-    /// Has every node announce its own port again.
+    /// Has every node announce its own port again, and waits until every node lists them all:
+    /// nodes learn each other's ports by gossip, and one that still lists a port nobody listens
+    /// on sends clients there (`MOVED`).
     pub fn announce_own_ports(&self) {
         for port in &self.ports {
             self.announce(*port, 0);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ports.iter().any(|port| {
+            let mut listed = self.listed_ports(*port);
+            listed.sort_unstable();
+            listed.dedup();
+            let mut own = self.ports.clone();
+            own.sort_unstable();
+            listed != own
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the nodes never listed their own ports again"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
