@@ -7,6 +7,9 @@
 #
 #   examples/loadgen/cluster-cost.sh
 #
+# INSTANCE_LOG sets the instances' RUST_LOG (default warn); their logs stay in the folder
+# printed at the end.
+#
 # Needs: cargo build --release -p host -p loadgen; cargo xtask build-rules; redis-server and
 # redis-cli.
 set -eu
@@ -17,6 +20,7 @@ PLAYERS=${PLAYERS:-200}
 SECS=${SECS:-30}
 RATE=${RATE:-1000}
 BASE=${REDIS_PORT:-6420}
+INSTANCE_LOG=${INSTANCE_LOG:-warn}
 LOGS=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true' EXIT
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -53,7 +57,7 @@ for backend in server cluster; do
   for i in 0 1; do
     port=$((4300 + i))
     env RULES_DIR=target/rules "${env[@]}" APP_PORT=$port INSTANCE_ID="$backend-$i" \
-      EVENTS_PER_SECOND=100000 EVENT_BURST=100000 RUST_LOG=warn "$G" > "$LOGS/$backend-$i.log" 2>&1 &
+      EVENTS_PER_SECOND=100000 EVENT_BURST=100000 RUST_LOG="$INSTANCE_LOG" "$G" > "$LOGS/$backend-$i.log" 2>&1 &
     hosts+=($!)
     urls+=("http://127.0.0.1:$port")
   done
@@ -84,3 +88,4 @@ for backend in server cluster; do
   kill "${hosts[@]}" "${redis_pids[@]}"
   wait "${hosts[@]}" "${redis_pids[@]}" 2>/dev/null || true
 done
+echo "logs: $LOGS"
