@@ -201,16 +201,13 @@ async fn watch(shared: Weak<Shared<ClusterConnection>>, asks: Watch) {
         let Ok(answers) = cluster.check(result) else {
             continue;
         };
-        let now = node_ids(answers);
         let replaced = {
             let mut seen = cluster
                 .shared
                 .node_ids
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let replaced = seen.as_ref().is_some_and(|seen| any_replaced(seen, &now));
-            *seen = Some(now);
-            replaced
+            replaced_since(&mut seen, node_ids(answers))
         };
         if replaced {
             tracing::info!("a node's connection was replaced: subscribing again");
@@ -236,9 +233,20 @@ fn node_ids(answers: Value) -> NodeIds {
         .collect()
 }
 
+/// Takes this round's ids into `seen`, and tells whether a node's connection was replaced since
+/// the rounds before (never in the first round of a connection).
+fn replaced_since(seen: &mut Option<NodeIds>, now: NodeIds) -> bool {
+    let replaced = seen.as_ref().is_some_and(|seen| any_replaced(seen, &now));
+    // A node that did not answer this time keeps its last id: its connection may be the same
+    // one, and if it is not, its next answer shows it.
+    seen.get_or_insert_default().extend(now);
+    replaced
+}
+
 /// Whether a node answers with another connection than before: one seen before with another
-/// id, or one not seen before (a node that left the map and came back, or a new one, whose
-/// connection holds none of the subscriptions that redis-rs could not make again).
+/// id (a node that left the map and came back answers on a new connection), or one not seen
+/// before (a new node: its connection holds none of the subscriptions, whatever redis-rs
+/// could not make again).
 fn any_replaced(before: &NodeIds, now: &NodeIds) -> bool {
     now.iter()
         .any(|(node, id)| before.get(node).is_none_or(|old| old != id))
@@ -361,6 +369,16 @@ mod tests {
         ));
         // A node that did not answer this time, or left: nothing to make again here.
         assert!(!any_replaced(&before, &ids(&[("a:1", 7)])));
+    }
+
+    #[test]
+    fn a_node_that_did_not_answer_is_judged_by_its_next_answer() {
+        let mut seen = None;
+        assert!(!replaced_since(&mut seen, ids(&[("a:1", 7), ("b:2", 9)])));
+        assert!(!replaced_since(&mut seen, ids(&[("a:1", 7)]))); // b did not answer
+        assert!(!replaced_since(&mut seen, ids(&[("a:1", 7), ("b:2", 9)])));
+        assert!(replaced_since(&mut seen, ids(&[("a:1", 7), ("b:2", 10)])));
+        assert!(!replaced_since(&mut seen, ids(&[("a:1", 7), ("b:2", 10)])));
     }
 
     #[test]
