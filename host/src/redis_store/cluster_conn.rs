@@ -25,7 +25,7 @@
 //! when they are in different slots; so the subscriptions of that node were lost, and only
 //! the changed id shows it. The watcher then tells the bus as of a new connection
 //! (`a_cluster_connection_that_lost_every_node_is_made_again` lost a room's channel so, one
-//! run in twenty-five, before this).
+//! run in 26, before this).
 
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionLike;
