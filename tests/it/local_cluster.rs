@@ -252,17 +252,10 @@ impl LocalCluster {
         for port in &self.ports {
             self.announce(*port, free_port());
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.ports.iter().any(|port| {
-            let listed = self.listed_ports(*port);
-            self.ports.iter().any(|own| listed.contains(own))
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the nodes never announced the new ports"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.until_every_node_lists(
+            |listed| !self.ports.iter().any(|own| listed.contains(own)),
+            "the nodes never announced the new ports",
+        );
     }
 
     /// Has every node announce its own port again, and waits until every node lists them all:
@@ -272,19 +265,28 @@ impl LocalCluster {
         for port in &self.ports {
             self.announce(*port, 0);
         }
+        let mut own = self.ports.clone();
+        own.sort_unstable();
+        self.until_every_node_lists(
+            |mut listed| {
+                listed.sort_unstable();
+                listed.dedup();
+                listed == own
+            },
+            "the nodes never listed their own ports again",
+        );
+    }
+
+    /// Waits (30 s at most, else panics with `never`) until the masters' ports every node
+    /// lists satisfy `listed`.
+    fn until_every_node_lists(&self, listed: impl Fn(Vec<u16>) -> bool, never: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.ports.iter().any(|port| {
-            let mut listed = self.listed_ports(*port);
-            listed.sort_unstable();
-            listed.dedup();
-            let mut own = self.ports.clone();
-            own.sort_unstable();
-            listed != own
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the nodes never listed their own ports again"
-            );
+        while !self
+            .ports
+            .iter()
+            .all(|port| listed(self.listed_ports(*port)))
+        {
+            assert!(Instant::now() < deadline, "{never}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
