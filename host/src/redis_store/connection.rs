@@ -248,7 +248,13 @@ async fn open_cluster<P: AsyncPushSender + Clone>(
     let nodes: Vec<String> = nodes.iter().map(|node| with_resp3(node)).collect();
     let conn = connect_cluster(nodes.clone(), settings.clone()).await?;
     let pushes = settings.pushes.clone();
-    let pushes_wanted = pushes.is_some();
+    // A subscriber (with a push sender) must notice a node's connection that redis-rs replaced
+    // without a word; a command connection only needs to know that its nodes answer.
+    let asks = if pushes.is_some() {
+        Watch::NodeConnections
+    } else {
+        Watch::Ping
+    };
     let open = move || {
         let connect = connect_cluster(nodes.clone(), settings.clone());
         async move {
@@ -266,11 +272,6 @@ async fn open_cluster<P: AsyncPushSender + Clone>(
             };
             let _ = pushes.send(lost);
         }
-    };
-    let asks = if pushes_wanted {
-        Watch::NodeConnections
-    } else {
-        Watch::Ping
     };
     Ok(HealingCluster::new(
         conn,
