@@ -6,7 +6,7 @@
 //! and healing by how hurt it is, then picks at random (from the host's seed) among the casts
 //! worth nearly as much as the best: the same cell every round could miss forever.
 
-use crate::{BLAST_TABLE, Cast, Cell, DASH_RANGE, HEAL_AMOUNT, POISON_DAMAGE, POISON_ROUNDS};
+use crate::{Cast, Cell, DASH_RANGE, HEAL_AMOUNT, POISON_DAMAGE, POISON_ROUNDS};
 use crate::{Spell, View, WizardBattle, line_direction, on_ray};
 use sdk::{RandomExt, Rng};
 
@@ -178,9 +178,7 @@ impl Board {
 }
 
 fn blast(centre: Cell, at: Cell) -> f64 {
-    BLAST_TABLE
-        .get(centre.distance(at) as usize)
-        .map_or(0.0, |&d| d as f64)
+    crate::round::blast(centre, at) as f64
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::round::blast;
 use sdk::testing::{Match, Step};
 use serde_json::value::RawValue;
 
