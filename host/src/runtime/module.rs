@@ -451,15 +451,16 @@ pub(super) fn check_description(description: &Description) -> Result<(), LoadErr
     Ok(())
 }
 
-/// Modules from this size up have their compiler's memory handed back to the system after.
-pub(super) const TRIM_AFTER_MODULE_BYTES: usize = 1 << 20;
-
 /// Hands the memory the allocator holds free back to the system (glibc keeps freed memory for
 /// reuse; after a compilation that is tens of megabytes nothing reuses).
 pub(super) fn give_back_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        let started = std::time::Instant::now();
+        // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        tracing::debug!(took = ?started.elapsed(), "freed memory handed back");
     }
 }
