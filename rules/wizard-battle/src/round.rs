@@ -1,8 +1,9 @@
 //! A cast checked when it is submitted, and a round resolved once every living wizard has cast.
 
 use crate::map::{Cell, Tile};
-use crate::*;
-use sdk::Ctx;
+use crate::model::{Cast, CastReport, Effect, Event, Poison, Spell, State, Submitted, Wizard};
+use crate::{BLAST_TABLE, DASH_RANGE, HEAL_AMOUNT, POISON_DAMAGE, POISON_ROUNDS};
+use sdk::{Ctx, Rejection};
 
 /// Every check an action must pass, in the order a player would want to hear about them.
 pub(crate) fn check_cast(state: &State, player: &str, cast: &Cast) -> Result<Submitted, Rejection> {
