@@ -3,7 +3,7 @@
 # one run: two instances (REDIS_URL, then REDIS_CLUSTER_NODES), `loadgen play` with the same
 # number of bots for the same time, then `loadgen relay` at one fixed chat rate. Reports the
 # bots' action round trips, the hosts' CPU, and Redis's CPU per node (the cluster's nodes
-# separately: which of them does the work).
+# separately, in port order; the third holds the fleet's slot: which of them does the work).
 #
 #   examples/loadgen/cluster-cost.sh
 #
@@ -54,9 +54,13 @@ for backend in server cluster; do
     env=(REDIS_CLUSTER_NODES="$(IFS=,; echo "${seeds[*]}")")
   fi
   hosts=() urls=()
+  # On the cluster, each instance's socket mappings are in its id's slot: these two ids fall on
+  # the two nodes that do not hold the fleet's slot (cluster-b: 1269, cluster-two: 6254;
+  # {fleet}: 14574), as instances spread over a larger cluster's nodes.
+  ids=(b two)
   for i in 0 1; do
     port=$((4300 + i))
-    env RULES_DIR=target/rules "${env[@]}" APP_PORT=$port INSTANCE_ID="$backend-$i" \
+    env RULES_DIR=target/rules "${env[@]}" APP_PORT=$port INSTANCE_ID="$backend-${ids[$i]}" \
       EVENTS_PER_SECOND=100000 EVENT_BURST=100000 RUST_LOG="$INSTANCE_LOG" "$G" > "$LOGS/$backend-$i.log" 2>&1 &
     hosts+=($!)
     urls+=("http://127.0.0.1:$port")

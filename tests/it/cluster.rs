@@ -23,11 +23,9 @@ pub(crate) async fn eventually(what: &str, limit: Duration, mut check: impl FnMu
 
 /// The socket mappings stored under `prefix`, by socket id.
 pub(crate) fn mappings(redis: &impl Shared, prefix: &str) -> BTreeMap<String, Value> {
-    let raw: BTreeMap<String, String> = redis
-        .conn()
-        .hgetall(format!("{}socket_mappings", redis.key_prefix(prefix)))
-        .unwrap();
-    raw.into_iter()
+    redis
+        .socket_mappings(prefix)
+        .into_iter()
         .map(|(k, v)| (k, serde_json::from_str(&v).unwrap()))
         .collect()
 }

@@ -4,6 +4,7 @@
 
 use host::config::{Config, RedisTarget};
 use host::server::RunningServer;
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +45,9 @@ pub trait Shared {
     fn key_prefix(&self, prefix: &str) -> String;
     /// The game state stored for `room` by a fleet with `prefix`, as JSON.
     fn stored_game(&self, prefix: &str, room: &str) -> Option<String>;
+    /// The socket mappings a fleet with `prefix` stored, by socket id, as JSON (on a cluster,
+    /// every instance's own hash).
+    fn socket_mappings(&self, prefix: &str) -> BTreeMap<String, String>;
     /// A plain connection to each of its servers.
     fn every_node(&self) -> Vec<redis::Connection>;
     /// A plain connection to the server that holds `key`.
@@ -124,6 +128,10 @@ impl Shared for PrivateRedis {
 
     fn stored_game(&self, prefix: &str, room: &str) -> Option<String> {
         redis::Commands::hget(&mut self.conn(), format!("{prefix}game_states"), room).unwrap()
+    }
+
+    fn socket_mappings(&self, prefix: &str) -> BTreeMap<String, String> {
+        redis::Commands::hgetall(&mut self.conn(), format!("{prefix}socket_mappings")).unwrap()
     }
 
     fn every_node(&self) -> Vec<redis::Connection> {

@@ -83,9 +83,7 @@ pub(crate) async fn dropped_connections_leave_nothing_on(redis: impl Shared) {
     churn(server.addr()).await;
     until_nothing_is_held(&server).await;
     let mut conn = redis.conn();
-    let mappings: usize = conn
-        .hlen(format!("{}socket_mappings", redis.key_prefix(&prefix)))
-        .unwrap();
+    let mappings = redis.socket_mappings(&prefix).len();
     let sessions: Vec<String> = conn
         .keys(format!("{}session:*", redis.key_prefix(&prefix)))
         .unwrap();

@@ -3,6 +3,7 @@
 
 use crate::cluster_support::{Shared, answers, free_port, unique_prefix, wait_for_ping};
 use host::config::RedisTarget;
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -367,6 +368,22 @@ impl Shared for LocalCluster {
     fn stored_game(&self, prefix: &str, room: &str) -> Option<String> {
         let key = format!("{prefix}game:{{{room}}}");
         redis::Commands::hget(&mut self.node_of(&key), key, "state").unwrap()
+    }
+
+    /// Each instance's sockets are a hash in the instance's slot (`instance:{<id>}:sockets`).
+    fn socket_mappings(&self, prefix: &str) -> BTreeMap<String, String> {
+        use redis::Commands;
+        let mut mappings = BTreeMap::new();
+        for mut node in self.every_node() {
+            let lists: Vec<String> = node
+                .keys(format!("{prefix}instance:{{*}}:sockets"))
+                .unwrap();
+            for list in lists {
+                let held: BTreeMap<String, String> = node.hgetall(list).unwrap();
+                mappings.extend(held);
+            }
+        }
+        mappings
     }
 
     fn every_node(&self) -> Vec<redis::Connection> {

@@ -112,9 +112,9 @@ async fn moved_mid_match(
     (cluster, after)
 }
 
-/// A running match's slot (its game, logs and channel) moves to another node mid-match, and
-/// then, in a second match, the fleet's slot (sessions, queues, registry): every key goes with
-/// it, the instances follow the redirections, and their sharded subscriptions, which the old
+/// A running match's slot (its game, logs and channel) moves to another node mid-match; then,
+/// in a second match, the fleet's slot (sessions, queues, registry); then, in a third, the slot
+/// of an instance's socket mappings: every key goes with it, the instances follow the redirections, and their sharded subscriptions, which the old
 /// node drops, are made again on the new one. Each player sees every message once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
@@ -139,6 +139,19 @@ async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
         .keys(format!("{}session:*", cluster.key_prefix(&prefix)))
         .unwrap();
     assert_eq!(sessions.len(), 4, "{sessions:?}");
+
+    let e = Player::connect(&one).await;
+    let f = Player::connect(&two).await;
+    let third = pair(&e, &f, 3).await;
+    let sockets = format!("{prefix}instance:{{{}}}:sockets", one.instance_id);
+    let slot = cluster.slot_of(&sockets);
+    let (cluster, after) = moved_mid_match(cluster, slot, &e, &f, &third).await;
+    let mapping: Option<String> = cluster
+        .node_conn(after)
+        .hget(&sockets, e.socket_id())
+        .unwrap();
+    let mapping: Value = serde_json::from_str(&mapping.expect("on the new node")).unwrap();
+    assert_eq!(mapping["instanceId"], one.instance_id.as_str());
 }
 
 /// redis-rs subscribes again, after a lost connection, to all of a node's sharded channels in one

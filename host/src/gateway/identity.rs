@@ -277,7 +277,11 @@ impl Gateway {
             .matches
             .reconnected(room, player, &socket_id)
             .await?;
-        let _ = self.store().set_socket_room(&socket_id, Some(room)).await;
+        let instance = &self.inner.instance_id;
+        let _ = self
+            .store()
+            .set_socket_room(&socket_id, instance, Some(room))
+            .await;
         self.join_room(socket, room.to_string());
         if let Some(resumed) = finished {
             let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);

@@ -152,7 +152,12 @@ impl Matches {
         for seated in &humans {
             // The match is stored: a failure here only leaves a mapping less precise.
             let room = Some(room_id.as_str());
-            if let Err(error) = hub.store.set_socket_room(&seated.socket, room).await {
+            let instance = &seated.instance;
+            if let Err(error) = hub
+                .store
+                .set_socket_room(&seated.socket, instance, room)
+                .await
+            {
                 tracing::warn!(socket = seated.socket, %error, "socket mapping not updated");
             }
         }

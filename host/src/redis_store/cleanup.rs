@@ -20,10 +20,7 @@ impl RedisStore {
 
         // Mappings no live socket backs.
         let mut players = HashSet::new();
-        for (socket, mapping) in self
-            .scan_hash::<SocketMapping>(&self.keys.socket_mappings)
-            .await?
-        {
+        for (socket, mapping) in self.every_socket_mapping().await? {
             let backed = crate::store::socket_is_backed(
                 &socket,
                 &mapping.instance_id,

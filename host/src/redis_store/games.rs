@@ -239,7 +239,7 @@ impl RedisStore {
         if !self.keys.spread {
             return Ok(0);
         }
-        let games = format!("{}game:{{", self.keys.room_prefix);
+        let games = format!("{}game:{{", self.keys.tagged_prefix);
         let result = self
             .conn()
             .scan_everywhere(&format!("{}*", glob_escape(&games)))

@@ -39,13 +39,17 @@
 //!
 //! **On a Redis Cluster** a script runs only if all its keys are in one slot, and ours join the
 //! fleet's records to a player's or a room's keys. So the fleet's own keys get the hash tag
-//! `{fleet}` after the prefix (`{fleet}socket_mappings`, `{fleet}session:<player>`, the queues,
-//! the registry, the modules, and the fleet's records of matches: `matches`, `finished_games`,
+//! `{fleet}` after the prefix (`{fleet}session:<player>`, the queues, the registry, the
+//! modules, and the fleet's records of matches: `matches`, `finished_games`,
 //! `module_matches`); and each room's keys, tagged by the room, stay in the room's slot: its
 //! channel and logs as above, and its game as one hash, `game:{<room>}` (`state`, `version`,
 //! `module`, `finished`), in place of its fields of `game_states`, `game_versions` and
 //! `game_modules`. A match's every change is then one script on its room's node, and rooms
 //! spread over the cluster (`games` says how a start and an end reach the fleet's records).
+//! Each instance's sockets are one hash in the instance's slot, `instance:{<id>}:sockets`
+//! (socket id -> [`SocketMapping`] JSON), in place of `socket_mappings` and the instance's set:
+//! a socket's connection, its room and its end are written on its instance's node, and only
+//! the instance's heartbeat on the fleet's (`sockets` says how the fleet's counts are read).
 //! Pub/sub is sharded (`SPUBLISH`, `SSUBSCRIBE`); `room_events` is not published there.
 
 mod cleanup;
@@ -131,9 +135,11 @@ impl Scripts {
 struct Keys {
     /// What the fleet's own keys start with: the configured prefix, then on a cluster `{fleet}`.
     prefix: String,
-    /// What a room's keys start with: the configured prefix (the room is their hash tag).
-    room_prefix: String,
-    /// On a Redis Cluster: each room's game is a hash of its own, in the room's slot.
+    /// What the keys tagged by their own subject (a room, an instance) start with: the
+    /// configured prefix.
+    tagged_prefix: String,
+    /// On a Redis Cluster: each room's game is a hash of its own, in the room's slot, and each
+    /// instance's socket mappings are a hash in the instance's slot.
     spread: bool,
     socket_mappings: String,
     matches: String,
@@ -164,7 +170,7 @@ impl Keys {
         };
         let key = |name: &str| format!("{prefix}{name}");
         Keys {
-            room_prefix: configured.to_string(),
+            tagged_prefix: configured.to_string(),
             spread: cluster,
             socket_mappings: key("socket_mappings"),
             matches: key("matches"),
@@ -203,8 +209,24 @@ impl Keys {
         format!("{}module:{version}", self.prefix)
     }
 
+    /// An instance's sockets: on one server the set of their ids (their mappings are in
+    /// `socket_mappings`); on a cluster the hash of their mappings, in the instance's slot.
     fn instance_sockets(&self, id: &str) -> String {
-        format!("{}instance:{id}:sockets", self.prefix)
+        if self.spread {
+            format!("{}instance:{{{id}}}:sockets", self.tagged_prefix)
+        } else {
+            format!("{}instance:{id}:sockets", self.prefix)
+        }
+    }
+
+    /// Where the mapping of a socket `instance` holds is kept: the fleet's `socket_mappings`,
+    /// or on a cluster the instance's own hash.
+    fn socket_mappings_of(&self, instance: &str) -> String {
+        if self.spread {
+            self.instance_sockets(instance)
+        } else {
+            self.socket_mappings.clone()
+        }
     }
 }
 

@@ -17,63 +17,81 @@ impl RedisStore {
             "build": env!("CARGO_PKG_VERSION"),
         }));
         let list = self.keys.instance_sockets(instance);
-        let result = redis::pipe()
-            .set_options(
-                self.keys.instance(instance),
-                stamp,
-                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
-            )
-            .ignore()
-            .sadd(&self.keys.instances, instance)
-            .pexpire(&list, SOCKET_LIST_TTL_MS as i64)
-            .ignore()
-            .query_async::<(u32,)>(&mut self.conn())
-            .await;
+        let mut beat = redis::pipe();
+        beat.set_options(
+            self.keys.instance(instance),
+            stamp,
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
+        )
+        .ignore()
+        .sadd(&self.keys.instances, instance);
+        // The socket list outlives the heartbeat, for a survivor reaps from it. On a cluster it
+        // is in the instance's slot, not the registry's: a command of its own, whose failure
+        // does not fail the beat (the list lives an hour, and the next beat renews it).
+        if !self.keys.spread {
+            beat.pexpire(&list, SOCKET_LIST_TTL_MS as i64).ignore();
+        }
+        let result = beat.query_async::<(u32,)>(&mut self.conn()).await;
         let (added,) = self.ok(result)?;
+        if self.keys.spread {
+            let result: Result<(), _> = self.conn().pexpire(&list, SOCKET_LIST_TTL_MS as i64).await;
+            if let Err(error) = result {
+                tracing::warn!(instance, %error, "the socket list's lifetime was not renewed");
+            }
+        }
         Ok(added == 0)
     }
 
     pub async fn deregister(&self, instance: &str) -> StoreResult<()> {
-        let result = redis::pipe()
-            .atomic()
+        let list = self.keys.instance_sockets(instance);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .srem(&self.keys.instances, instance)
             .ignore()
             .del(self.keys.instance(instance))
-            .ignore()
-            .del(self.keys.instance_sockets(instance))
-            .ignore()
-            .query_async::<()>(&mut self.conn())
-            .await;
-        self.ok(result)
+            .ignore();
+        if !self.keys.spread {
+            pipe.del(&list).ignore();
+        }
+        let result = pipe.query_async::<()>(&mut self.conn()).await;
+        self.ok(result)?;
+        if self.keys.spread {
+            // In the instance's slot. Left by a failure here, it expires with its TTL.
+            self.forget_instance(instance).await?;
+        }
+        Ok(())
     }
 
     pub async fn live_instances(&self) -> StoreResult<Vec<InstanceInfo>> {
+        let ids = self.registered_instances().await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.get(self.keys.instance(id));
+        }
+        let result: Result<Vec<Option<String>>, _> = pipe.query_async(&mut self.conn()).await;
+        let stamps = self.ok(result)?;
+        let mut live = Vec::new();
+        for (id, stamp) in ids.into_iter().zip(stamps) {
+            // An instance is alive while its heartbeat's key is.
+            let Some(stamp) = stamp else { continue };
+            let stamp: serde_json::Value = serde_json::from_str(&stamp).unwrap_or_default();
+            live.push(InstanceInfo {
+                sockets: self.instance_socket_count(&id).await?,
+                id,
+                started_at: stamp["startedAt"].as_u64(),
+                build: stamp["build"].as_str().map(str::to_string),
+                code: serde_json::from_value(stamp["code"].clone()).unwrap_or_default(),
+            });
+        }
+        Ok(live)
+    }
+
+    /// Every registered instance, sorted: alive, or dead and not yet reaped.
+    pub(super) async fn registered_instances(&self) -> StoreResult<Vec<String>> {
         let result: Result<Vec<String>, _> = self.conn().smembers(&self.keys.instances).await;
         let mut ids = self.ok(result)?;
         ids.sort();
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.get(self.keys.instance(id))
-                .scard(self.keys.instance_sockets(id));
-        }
-        let result: Result<Vec<(Option<String>, usize)>, _> =
-            pipe.query_async(&mut self.conn()).await;
-        let answers = self.ok(result)?;
-        Ok(ids
-            .into_iter()
-            .zip(answers)
-            .filter_map(|(id, (stamp, sockets))| {
-                // An instance is alive while its heartbeat's key is.
-                let stamp: serde_json::Value = serde_json::from_str(&stamp?).unwrap_or_default();
-                Some(InstanceInfo {
-                    id,
-                    sockets,
-                    started_at: stamp["startedAt"].as_u64(),
-                    build: stamp["build"].as_str().map(str::to_string),
-                    code: serde_json::from_value(stamp["code"].clone()).unwrap_or_default(),
-                })
-            })
-            .collect())
+        Ok(ids)
     }
 
     pub async fn claim_dead_instances(&self, instance: &str) -> StoreResult<Vec<String>> {

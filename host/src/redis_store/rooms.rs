@@ -23,21 +23,21 @@ const CATCH_UP_MAX: usize = 64;
 
 impl Keys {
     pub(super) fn room_channel(&self, room: &str) -> String {
-        format!("{}room:{{{room}}}", self.room_prefix)
+        format!("{}room:{{{room}}}", self.tagged_prefix)
     }
 
     pub(super) fn room_log(&self, room: &str) -> String {
-        format!("{}room:{{{room}}}:log", self.room_prefix)
+        format!("{}room:{{{room}}}:log", self.tagged_prefix)
     }
 
     pub(super) fn match_log(&self, room: &str) -> String {
-        format!("{}match_log:{{{room}}}", self.room_prefix)
+        format!("{}match_log:{{{room}}}", self.tagged_prefix)
     }
 
     /// On a cluster, a room's game: a hash of its `state`, `version`, `module` and, once over,
     /// `finished` (when).
     pub(super) fn game(&self, room: &str) -> String {
-        format!("{}game:{{{room}}}", self.room_prefix)
+        format!("{}game:{{{room}}}", self.tagged_prefix)
     }
 
     /// On a cluster, every key of a room: its game, its match log and its delivery log.

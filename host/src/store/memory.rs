@@ -66,7 +66,12 @@ impl MemoryStore {
         Ok(self.lock().sockets.remove(socket))
     }
 
-    pub async fn set_socket_room(&self, socket: &str, room: Option<&str>) -> StoreResult<()> {
+    pub async fn set_socket_room(
+        &self,
+        socket: &str,
+        _instance: &str,
+        room: Option<&str>,
+    ) -> StoreResult<()> {
         if let Some(mapping) = self.lock().sockets.get_mut(socket) {
             mapping.room_id = room.map(str::to_string);
         }

@@ -122,8 +122,8 @@ delegate! {
     fn put_socket(&self, mapping: &SocketMapping) -> ();
     /// Forgets a socket held by `instance`; returns its mapping if there was one.
     fn remove_socket(&self, socket: &str, instance: &str) -> Option<SocketMapping>;
-    /// Records which room a socket plays in, whichever instance holds it.
-    fn set_socket_room(&self, socket: &str, room: Option<&str>) -> ();
+    /// Records which room a socket plays in, whichever instance (`instance`) holds it.
+    fn set_socket_room(&self, socket: &str, instance: &str, room: Option<&str>) -> ();
     fn socket_count(&self) -> usize;
     /// Socket counts of every instance that has mappings.
     fn sockets_by_instance(&self) -> BTreeMap<String, usize>;
