@@ -24,6 +24,8 @@ INSTANCE_LOG=${INSTANCE_LOG:-warn}
 LOGS=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true' EXIT
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# Commands a Redis server has run (those a script runs counted too, and the script itself).
+calls() { redis-cli -p "$1" info commandstats | awk -F'[=,]' '/^cmdstat_/ {n += $2} END {print n}'; }
 
 # redis-server on PORT, with cluster mode when $2 is "cluster"; prints its pid.
 redis() {
@@ -35,9 +37,10 @@ redis() {
 }
 
 for backend in server cluster; do
-  redis_pids=()
+  redis_pids=() redis_ports=()
   if [ $backend = server ]; then
     redis_pids+=("$(redis $BASE server)")
+    redis_ports+=("$BASE")
     sleep 1
     env=(REDIS_URL="redis://127.0.0.1:$BASE")
   else
@@ -45,6 +48,7 @@ for backend in server cluster; do
     for i in 1 2 3; do
       port=$((BASE + i))
       redis_pids+=("$(redis $port cluster)")
+      redis_ports+=("$port")
       nodes+=("127.0.0.1:$port")
       seeds+=("redis://127.0.0.1:$port")
     done
@@ -71,16 +75,21 @@ for backend in server cluster; do
   all_urls=$(IFS=,; echo "${urls[*]}")
 
   snapshot() { for pid in "$@"; do cpu "$pid"; done | paste -sd' '; }
+  commands() { for port in "${redis_ports[@]}"; do calls "$port"; done | paste -sd' '; }
   # CPU (ms) spent by each pid between two snapshots.
   spent() { paste <(echo "$1" | tr ' ' '\n') <(echo "$2" | tr ' ' '\n') | awk '{printf "%d ", ($2 - $1) * 10}'; }
 
   echo "== $backend: ${#redis_pids[@]} Redis node(s), 2 instances"
   before_hosts=$(snapshot "${hosts[@]}") before_redis=$(snapshot "${redis_pids[@]}")
+  before_calls=$(commands)
   $L play --urls "$all_urls" --players "$PLAYERS" --secs "$SECS" > "$LOGS/play-$backend" 2>/dev/null
   after_hosts=$(snapshot "${hosts[@]}") after_redis=$(snapshot "${redis_pids[@]}")
+  after_calls=$(commands)
   echo "play, $PLAYERS bots, $SECS s:"
   grep -E "^(rates|matches|round trips|errors)" "$LOGS/play-$backend" | sed 's/^/  /'
   echo "  host cpu ms: $(spent "$before_hosts" "$after_hosts")| redis cpu ms per node: $(spent "$before_redis" "$after_redis")"
+  matches=$(awk '/^matches completed:/ {print $3}' "$LOGS/play-$backend")
+  echo "  redis commands per match, per node: $(paste <(echo "$before_calls" | tr ' ' '\n') <(echo "$after_calls" | tr ' ' '\n') | awk -v m="$matches" '{printf "%.1f ", ($2 - $1) / m}')"
 
   before_hosts=$(snapshot "${hosts[@]}") before_redis=$(snapshot "${redis_pids[@]}")
   out=$($L relay --urls "$all_urls" --rate "$RATE" --secs "$SECS" 2>/dev/null)
