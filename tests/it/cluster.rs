@@ -65,6 +65,19 @@ pub(crate) async fn a_match_across_two_instances(redis: impl Shared) {
     let room = pair_across(&a, &b, 1).await;
     a.next("view").await;
     b.next("view").await;
+    eventually(
+        "each socket's mapping names the match",
+        Duration::from_secs(5),
+        || {
+            let mappings = mappings(&redis, &prefix);
+            [&a, &b].iter().all(|player| {
+                mappings
+                    .get(player.socket_id())
+                    .is_some_and(|m| m["roomId"] == room.as_str())
+            })
+        },
+    )
+    .await;
 
     // Chat crosses instances, once per client.
     let ack = a

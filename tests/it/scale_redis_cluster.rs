@@ -152,6 +152,66 @@ async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
         .unwrap();
     let mapping: Value = serde_json::from_str(&mapping.expect("on the new node")).unwrap();
     assert_eq!(mapping["instanceId"], one.instance_id.as_str());
+    assert_eq!(mapping["roomId"], third.as_str());
+}
+
+/// An instance's socket list is in the instance's own slot. A node that hangs holding it holds
+/// up that instance's connections and ends of connections, but not its heartbeat: the fleet
+/// must not take a live instance for dead, nor let its players' sessions go, while its players
+/// play on elsewhere. (The heartbeat once awaited the list's renewal on that node, and the
+/// other instance reaped this one within a heartbeat's lifetime.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_holding_an_instance_s_sockets_does_not_get_it_taken_for_dead() {
+    let cluster = LocalCluster::start();
+    cluster.serve_the_slots_of_live_nodes();
+    let prefix = unique_prefix();
+    let env = [
+        ("REDIS_RESPONSE_TIMEOUT_MS", "30000"),
+        ("HEARTBEAT_TTL_MS", "1000"),
+    ];
+    let one = HostProcess::spawn(&cluster, &prefix, &env).await;
+    let two = HostProcess::spawn(&cluster, &prefix, &env).await;
+    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
+    let room = pair(&a, &b, 1).await;
+    let fleet_node = cluster.owner_of(cluster.fleet_slot());
+    let hung = *cluster
+        .node_ports()
+        .iter()
+        .find(|port| **port != fleet_node)
+        .unwrap();
+    let sockets = format!("{prefix}instance:{{{}}}:sockets", one.instance_id);
+    cluster.migrate_slot_to(cluster.slot_of(&sockets), hung);
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
+    any_round(&a, &b, &room).await;
+    // A few beats, each renewing the list's lifetime: the instance learns where it went.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    cluster.pause_node(hung);
+    // Five heartbeat lifetimes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut fleet = cluster.node_conn(fleet_node);
+    let listed: bool = fleet
+        .sismember(
+            format!("{}instances", cluster.key_prefix(&prefix)),
+            &one.instance_id,
+        )
+        .unwrap();
+    let session: Option<String> = fleet
+        .get(format!("{}session:{}", cluster.key_prefix(&prefix), a.id))
+        .unwrap();
+    let session: Value = serde_json::from_str(&session.expect("a's session")).unwrap();
+    any_round(&a, &b, &room).await;
+    cluster.resume_node(hung);
+    assert!(listed, "the instance is still registered");
+    assert_eq!(
+        session["socketId"],
+        a.socket_id(),
+        "a's session is held: {session}"
+    );
+    assert!(
+        session.get("expiresAt").is_none_or(Value::is_null),
+        "{session}"
+    );
 }
 
 /// redis-rs subscribes again, after a lost connection, to all of a node's sharded channels in one
@@ -442,6 +502,12 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
     let (hung, live) = (others[0], others[1]);
     cluster.migrate_slot_to(cluster.slot_of(&format!("{{{stuck}}}")), hung);
     cluster.migrate_slot_to(cluster.slot_of(&format!("{{{going}}}")), live);
+    // The instances' socket lists too are elsewhere: here the hung node holds one match only.
+    // (One that holds an instance's list holds up its connections: see the next test.)
+    for instance in [&one, &two] {
+        let sockets = format!("{prefix}instance:{{{}}}:sockets", instance.instance_id);
+        cluster.migrate_slot_to(cluster.slot_of(&sockets), live);
+    }
     // Both instances know where the slots went, and listen there, before the node hangs.
     any_round(&c, &d, &going).await;
     any_round(&a, &b, &stuck).await;

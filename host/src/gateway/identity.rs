@@ -277,11 +277,8 @@ impl Gateway {
             .matches
             .reconnected(room, player, &socket_id)
             .await?;
-        let instance = &self.inner.instance_id;
-        let _ = self
-            .store()
-            .set_socket_room(&socket_id, instance, Some(room))
-            .await;
+        let this = (socket_id.clone(), self.inner.instance_id.clone());
+        crate::store::note_socket_rooms(&self.inner.store, vec![this], room);
         self.join_room(socket, room.to_string());
         if let Some(resumed) = finished {
             let _ = socket.emit(resumed.event.as_ref(), &resumed.payload);

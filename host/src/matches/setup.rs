@@ -149,18 +149,11 @@ impl Matches {
         hub.outbox.changed(&room_id, state.version, messages).await;
         self.remember_members(&state);
         // The players' sessions name the match already (stored with it).
-        for seated in &humans {
-            // The match is stored: a failure here only leaves a mapping less precise.
-            let room = Some(room_id.as_str());
-            let instance = &seated.instance;
-            if let Err(error) = hub
-                .store
-                .set_socket_room(&seated.socket, instance, room)
-                .await
-            {
-                tracing::warn!(socket = seated.socket, %error, "socket mapping not updated");
-            }
-        }
+        let sockets = humans
+            .iter()
+            .map(|seated| (seated.socket.clone(), seated.instance.clone()))
+            .collect();
+        crate::store::note_socket_rooms(&hub.store, sockets, &room_id);
 
         self.spawn_actor(module, state.clone());
 

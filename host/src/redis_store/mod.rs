@@ -239,6 +239,8 @@ pub struct RedisStore {
     /// False from the first failed command until a command succeeds again.
     up: Arc<AtomicBool>,
     bus: pubsub::Bus,
+    /// On a cluster, while a renewal of this instance's socket list is on its way.
+    renewing_sockets: Arc<AtomicBool>,
 }
 
 /// How long one command may take, by default, before the store counts Redis as unreachable.
@@ -281,6 +283,7 @@ impl RedisStore {
             conn,
             up,
             bus,
+            renewing_sockets: Arc::default(),
         })
     }
 

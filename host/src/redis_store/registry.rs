@@ -25,21 +25,35 @@ impl RedisStore {
         )
         .ignore()
         .sadd(&self.keys.instances, instance);
-        // The socket list outlives the heartbeat, for a survivor reaps from it. On a cluster it
-        // is in the instance's slot, not the registry's: a command of its own, whose failure
-        // does not fail the beat (the list lives an hour, and the next beat renews it).
+        // The socket list outlives the heartbeat, for a survivor reaps from it.
         if !self.keys.spread {
             beat.pexpire(&list, SOCKET_LIST_TTL_MS as i64).ignore();
         }
         let result = beat.query_async::<(u32,)>(&mut self.conn()).await;
         let (added,) = self.ok(result)?;
         if self.keys.spread {
-            let result: Result<(), _> = self.conn().pexpire(&list, SOCKET_LIST_TTL_MS as i64).await;
-            if let Err(error) = result {
-                tracing::warn!(instance, %error, "the socket list's lifetime was not renewed");
-            }
+            self.renew_socket_list(list);
         }
         Ok(added == 0)
+    }
+
+    /// On a cluster, renews the lifetime of this instance's socket list, which is in the
+    /// instance's slot, not the registry's: on a task of its own, for a node that hangs there
+    /// must not hold up the heartbeat (the fleet would take this instance for dead). At most
+    /// one renewal is on its way; a missed one is harmless, the list lives an hour.
+    fn renew_socket_list(&self, list: String) {
+        if self.renewing_sockets.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let result: Result<(), _> =
+                store.conn().pexpire(&list, SOCKET_LIST_TTL_MS as i64).await;
+            if let Err(error) = result {
+                tracing::warn!(list, %error, "the socket list's lifetime was not renewed");
+            }
+            store.renewing_sockets.store(false, Ordering::Release);
+        });
     }
 
     pub async fn deregister(&self, instance: &str) -> StoreResult<()> {

@@ -23,6 +23,7 @@ use crate::model::{
     GameState, LogEntry, MatchRecord, PlayerId, QueueEntry, RoomId, Session, SocketMapping,
 };
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -233,6 +234,22 @@ pub fn socket_is_backed(
     } else {
         alive.contains(owner)
     }
+}
+
+/// Records which room each of `sockets` (socket, its instance) plays in
+/// ([`Store::set_socket_room`]), on a task of its own, for callers that must not wait for it: a
+/// mapping's room is for operators to read (nothing in the fleet acts on it), and on a Redis
+/// Cluster it is written on the node of the socket's instance, which may be slow or hung while
+/// the match plays on other nodes.
+pub fn note_socket_rooms(store: &Arc<Store>, sockets: Vec<(String, String)>, room: &str) {
+    let (store, room) = (store.clone(), room.to_string());
+    tokio::spawn(async move {
+        for (socket, instance) in sockets {
+            if let Err(error) = store.set_socket_room(&socket, &instance, Some(&room)).await {
+                tracing::warn!(socket, %error, "socket mapping not updated");
+            }
+        }
+    });
 }
 
 impl Store {
