@@ -2,11 +2,12 @@
 //! local three-master cluster of its own, and what only a cluster does: a slot moving to
 //! another node mid-match, and its pub/sub connections cut.
 
+use crate::cluster::eventually;
 use crate::cluster_support::{
     HostProcess, LocalCluster, Shared, cut_pub_sub, kill_pub_sub, unique_prefix,
 };
 use crate::scale_targeted::{chat, pair, play_to_the_end, two_processes_and_a_match};
-use crate::support::{Player, act, position, settle};
+use crate::support::{Player, act, http, position, settle};
 use redis::Commands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -212,6 +213,60 @@ async fn a_hung_node_holding_an_instance_s_sockets_does_not_get_it_taken_for_dea
         session.get("expiresAt").is_none_or(Value::is_null),
         "{session}"
     );
+}
+
+/// A dead instance's sockets are read from its socket list, on whatever node holds its slot. A
+/// reaper that cannot read them (that node hung) gives the dead instance back to the registry
+/// and tries again: once the node answers, its players' sessions are let go, and their match
+/// hears it. (Claimed and dropped, it was never reaped, its players' sessions held for good by
+/// sockets nobody had.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_whose_socket_list_was_out_of_reach_is_reaped_once_in_reach() {
+    let cluster = LocalCluster::start();
+    cluster.serve_the_slots_of_live_nodes();
+    let prefix = unique_prefix();
+    let env = [("HEARTBEAT_TTL_MS", "1000")];
+    let one = HostProcess::spawn(&cluster, &prefix, &env).await;
+    let two = HostProcess::spawn(&cluster, &prefix, &env).await;
+    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
+    let room = pair(&a, &b, 1).await;
+    let fleet_node = cluster.owner_of(cluster.fleet_slot());
+    let hung = *cluster
+        .node_ports()
+        .iter()
+        .find(|port| **port != fleet_node)
+        .unwrap();
+    let sockets = format!("{prefix}instance:{{{}}}:sockets", one.instance_id);
+    cluster.migrate_slot_to(cluster.slot_of(&sockets), hung);
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
+    any_round(&a, &b, &room).await;
+    // The survivor counts the doomed instance's sockets, so it knows where the list went.
+    let (status, stats) = http(&two, "GET", "/health/stats", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["socketMappings"]["byInstance"][&one.instance_id], 1);
+
+    let session_key = format!("{}session:{}", cluster.key_prefix(&prefix), a.id);
+    let held_by_a = || {
+        let raw: Option<String> = cluster.node_conn(fleet_node).get(&session_key).unwrap();
+        raw.is_some_and(|raw| {
+            let session: Value = serde_json::from_str(&raw).unwrap();
+            session["socketId"] == a.socket_id()
+        })
+    };
+    cluster.pause_node(hung);
+    one.kill();
+    // The heartbeat's lifetime, then reaping rounds that cannot read the list (2 s each).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(held_by_a(), "nothing could be reaped yet");
+    cluster.resume_node(hung);
+    eventually(
+        "the dead instance's player let go",
+        Duration::from_secs(15),
+        || !held_by_a(),
+    )
+    .await;
+    let told = b.next("opponentDisconnected").await;
+    assert_eq!(told["playerId"], a.id.as_str());
 }
 
 /// redis-rs subscribes again, after a lost connection, to all of a node's sharded channels in one
@@ -507,6 +562,11 @@ async fn a_hung_node_holds_up_only_the_matches_whose_keys_it_holds() {
     for instance in [&one, &two] {
         let sockets = format!("{prefix}instance:{{{}}}:sockets", instance.instance_id);
         cluster.migrate_slot_to(cluster.slot_of(&sockets), live);
+    }
+    // Each instance counts both lists' sockets (`/health/stats`): it learns where they went now, not
+    // in a slot refresh that would meet the hung node (see ARCHITECTURE's known limits).
+    for instance in [&one, &two] {
+        assert_eq!(http(instance, "GET", "/health/stats", None).await.0, 200);
     }
     // Both instances know where the slots went, and listen there, before the node hangs.
     any_round(&c, &d, &going).await;

@@ -139,8 +139,11 @@ impl Cluster {
             }
             match self.store.claim_dead_instances(&self.instance_id).await {
                 Ok(dead) => {
+                    // Each on a task of its own: a node that hangs holding a dead instance's
+                    // sockets must not hold up this instance's own heartbeat.
                     for instance in dead {
-                        self.reap(&instance).await;
+                        let cluster = self.clone();
+                        tokio::spawn(async move { cluster.reap(&instance).await });
                     }
                 }
                 Err(error) => tracing::warn!(%error, "could not look for dead instances"),
@@ -153,7 +156,12 @@ impl Cluster {
         let sockets = match self.store.instance_sockets(instance).await {
             Ok(sockets) => sockets,
             Err(error) => {
+                // Claimed, it left the registry: back it goes, for the next round to claim
+                // again, or its players' sessions would stay held by sockets nobody has.
                 tracing::warn!(instance, %error, "could not read a dead instance's sockets");
+                if let Err(error) = self.store.return_dead_instance(instance).await {
+                    tracing::warn!(instance, %error, "a dead instance is lost to reaping");
+                }
                 return;
             }
         };

@@ -120,6 +120,11 @@ impl RedisStore {
         self.ok(result)
     }
 
+    pub async fn return_dead_instance(&self, instance: &str) -> StoreResult<()> {
+        let result: Result<(), _> = self.conn().sadd(&self.keys.instances, instance).await;
+        self.ok(result)
+    }
+
     pub async fn forget_instance(&self, instance: &str) -> StoreResult<()> {
         let result: Result<(), _> = self.conn().del(self.keys.instance_sockets(instance)).await;
         self.ok(result)

@@ -361,6 +361,10 @@ impl MemoryStore {
         Ok(Vec::new())
     }
 
+    pub async fn return_dead_instance(&self, _instance: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
     pub async fn forget_instance(&self, _instance: &str) -> StoreResult<()> {
         Ok(())
     }

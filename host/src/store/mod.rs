@@ -197,6 +197,9 @@ delegate! {
     /// Registered instances whose heartbeat expired. Each is returned to exactly one caller,
     /// which must reap what it left ([`Store::instance_sockets`]).
     fn claim_dead_instances(&self, instance: &str) -> Vec<String>;
+    /// Puts a dead instance claimed by [`Store::claim_dead_instances`] back in the registry,
+    /// for a reaper that could not read its sockets: the next round claims it again.
+    fn return_dead_instance(&self, instance: &str) -> ();
     /// Forgets the socket list of a reaped instance.
     fn forget_instance(&self, instance: &str) -> ();
     /// Whether `instance`'s heartbeat is alive now (a reaper stops when it beats again).
