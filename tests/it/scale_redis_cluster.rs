@@ -156,6 +156,65 @@ async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
     assert_eq!(mapping["roomId"], third.as_str());
 }
 
+/// Two instances (started with `env`) and a match between them, with the first instance's
+/// socket list moved to a node of its own, away from the fleet's node, where the match's room
+/// moves; both instances have played a round since.
+struct ListApart {
+    cluster: LocalCluster,
+    prefix: String,
+    one: HostProcess,
+    two: HostProcess,
+    a: Player,
+    b: Player,
+    room: String,
+    fleet_node: u16,
+    /// The node that holds `one`'s socket list and nothing of the match.
+    list_node: u16,
+}
+
+async fn an_instance_s_list_apart(env: &[(&str, &str)]) -> ListApart {
+    let cluster = LocalCluster::start();
+    cluster.serve_the_slots_of_live_nodes();
+    let prefix = unique_prefix();
+    let one = HostProcess::spawn(&cluster, &prefix, env).await;
+    let two = HostProcess::spawn(&cluster, &prefix, env).await;
+    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
+    let room = pair(&a, &b, 1).await;
+    let fleet_node = cluster.owner_of(cluster.fleet_slot());
+    let list_node = *cluster
+        .node_ports()
+        .iter()
+        .find(|port| **port != fleet_node)
+        .unwrap();
+    let sockets = format!("{prefix}instance:{{{}}}:sockets", one.instance_id);
+    cluster.migrate_slot_to(cluster.slot_of(&sockets), list_node);
+    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
+    any_round(&a, &b, &room).await;
+    ListApart {
+        cluster,
+        prefix,
+        one,
+        two,
+        a,
+        b,
+        room,
+        fleet_node,
+        list_node,
+    }
+}
+
+/// `player`'s session, as the fleet's node (`fleet_node`) holds it.
+fn session_of(
+    cluster: &LocalCluster,
+    prefix: &str,
+    fleet_node: u16,
+    player: &Player,
+) -> Option<Value> {
+    let key = format!("{}session:{}", cluster.key_prefix(prefix), player.id);
+    let raw: Option<String> = cluster.node_conn(fleet_node).get(key).unwrap();
+    raw.map(|raw| serde_json::from_str(&raw).unwrap())
+}
+
 /// An instance's socket list is in the instance's own slot. A node that hangs holding it holds
 /// up that instance's connections and ends of connections, but not its heartbeat: the fleet
 /// must not take a live instance for dead, nor let its players' sessions go, while its players
@@ -163,46 +222,34 @@ async fn a_slot_holding_a_running_match_moves_to_another_node_mid_match() {
 /// other instance reaped this one within a heartbeat's lifetime.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_node_holding_an_instance_s_sockets_does_not_get_it_taken_for_dead() {
-    let cluster = LocalCluster::start();
-    cluster.serve_the_slots_of_live_nodes();
-    let prefix = unique_prefix();
     let env = [
         ("REDIS_RESPONSE_TIMEOUT_MS", "30000"),
         ("HEARTBEAT_TTL_MS", "1000"),
     ];
-    let one = HostProcess::spawn(&cluster, &prefix, &env).await;
-    let two = HostProcess::spawn(&cluster, &prefix, &env).await;
-    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
-    let room = pair(&a, &b, 1).await;
-    let fleet_node = cluster.owner_of(cluster.fleet_slot());
-    let hung = *cluster
-        .node_ports()
-        .iter()
-        .find(|port| **port != fleet_node)
-        .unwrap();
-    let sockets = format!("{prefix}instance:{{{}}}:sockets", one.instance_id);
-    cluster.migrate_slot_to(cluster.slot_of(&sockets), hung);
-    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
-    any_round(&a, &b, &room).await;
+    let apart = an_instance_s_list_apart(&env).await;
+    let ListApart {
+        cluster,
+        a,
+        b,
+        room,
+        ..
+    } = &apart;
     // A few beats, each renewing the list's lifetime: the instance learns where it went.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    cluster.pause_node(hung);
+    cluster.pause_node(apart.list_node);
     // Five heartbeat lifetimes.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut fleet = cluster.node_conn(fleet_node);
-    let listed: bool = fleet
+    let listed: bool = cluster
+        .node_conn(apart.fleet_node)
         .sismember(
-            format!("{}instances", cluster.key_prefix(&prefix)),
-            &one.instance_id,
+            format!("{}instances", cluster.key_prefix(&apart.prefix)),
+            &apart.one.instance_id,
         )
         .unwrap();
-    let session: Option<String> = fleet
-        .get(format!("{}session:{}", cluster.key_prefix(&prefix), a.id))
-        .unwrap();
-    let session: Value = serde_json::from_str(&session.expect("a's session")).unwrap();
-    any_round(&a, &b, &room).await;
-    cluster.resume_node(hung);
+    let session = session_of(cluster, &apart.prefix, apart.fleet_node, a).expect("a's session");
+    any_round(a, b, room).await;
+    cluster.resume_node(apart.list_node);
     assert!(listed, "the instance is still registered");
     assert_eq!(
         session["socketId"],
@@ -222,43 +269,32 @@ async fn a_hung_node_holding_an_instance_s_sockets_does_not_get_it_taken_for_dea
 /// sockets nobody had.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_instance_whose_socket_list_was_out_of_reach_is_reaped_once_in_reach() {
-    let cluster = LocalCluster::start();
-    cluster.serve_the_slots_of_live_nodes();
-    let prefix = unique_prefix();
-    let env = [("HEARTBEAT_TTL_MS", "1000")];
-    let one = HostProcess::spawn(&cluster, &prefix, &env).await;
-    let two = HostProcess::spawn(&cluster, &prefix, &env).await;
-    let (a, b) = (Player::connect(&one).await, Player::connect(&two).await);
-    let room = pair(&a, &b, 1).await;
-    let fleet_node = cluster.owner_of(cluster.fleet_slot());
-    let hung = *cluster
-        .node_ports()
-        .iter()
-        .find(|port| **port != fleet_node)
-        .unwrap();
-    let sockets = format!("{prefix}instance:{{{}}}:sockets", one.instance_id);
-    cluster.migrate_slot_to(cluster.slot_of(&sockets), hung);
-    cluster.migrate_slot_to(cluster.slot_of(&format!("{{{room}}}")), fleet_node);
-    any_round(&a, &b, &room).await;
+    let ListApart {
+        cluster,
+        prefix,
+        one,
+        two,
+        a,
+        b,
+        fleet_node,
+        list_node,
+        ..
+    } = an_instance_s_list_apart(&[("HEARTBEAT_TTL_MS", "1000")]).await;
     // The survivor counts the doomed instance's sockets, so it knows where the list went.
     let (status, stats) = http(&two, "GET", "/health/stats", None).await;
     assert_eq!(status, 200);
     assert_eq!(stats["socketMappings"]["byInstance"][&one.instance_id], 1);
 
-    let session_key = format!("{}session:{}", cluster.key_prefix(&prefix), a.id);
     let held_by_a = || {
-        let raw: Option<String> = cluster.node_conn(fleet_node).get(&session_key).unwrap();
-        raw.is_some_and(|raw| {
-            let session: Value = serde_json::from_str(&raw).unwrap();
-            session["socketId"] == a.socket_id()
-        })
+        session_of(&cluster, &prefix, fleet_node, &a)
+            .is_some_and(|session| session["socketId"] == a.socket_id())
     };
-    cluster.pause_node(hung);
+    cluster.pause_node(list_node);
     one.kill();
     // The heartbeat's lifetime, then reaping rounds that cannot read the list (2 s each).
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(held_by_a(), "nothing could be reaped yet");
-    cluster.resume_node(hung);
+    cluster.resume_node(list_node);
     eventually(
         "the dead instance's player let go",
         Duration::from_secs(15),
